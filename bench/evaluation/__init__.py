@@ -1,0 +1,1 @@
+"""Evaluation drivers: prediction files or model outputs into metric accumulators."""

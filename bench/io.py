@@ -1,0 +1,164 @@
+"""File input and output with clear errors: PNG label maps and images, atomic JSON.
+
+PNGs are checked before decoding (signature, header, final IEND chunk) so that a truncated, corrupt or
+wrongly-shaped file becomes one `UserError` line naming the file, instead of a decoder's stderr noise.
+Decoding goes through OpenCV, which is faster than Pillow on 16-bit maps; palette PNGs go through Pillow
+because OpenCV expands a palette to colours while label maps need the palette indices.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from bench.errors import UserError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOR_TYPE_NAMES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
+_SINGLE_CHANNEL_TYPES = (0, 3)
+_COLOUR_TYPES = (2, 6)
+
+
+@dataclass(frozen=True)
+class PngHeader:
+    """The fields of a PNG's IHDR chunk that decide how it is decoded."""
+
+    width: int
+    height: int
+    bit_depth: int
+    color_type: int
+
+    @property
+    def kind(self) -> str:
+        return _COLOR_TYPE_NAMES.get(self.color_type, f"colour type {self.color_type}")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a PNG file") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def parse_png_header(data: bytes, path: Path) -> PngHeader:
+    """Validate signature, IHDR and the trailing IEND chunk; return the header."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise UserError(f"{path}: not a PNG file")
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise UserError(f"{path}: truncated or corrupt PNG (no IHDR header)")
+    width, height, bit_depth, color_type = struct.unpack(">IIBB", data[16:26])
+    if width == 0 or height == 0:
+        raise UserError(f"{path}: PNG has zero size ({width}x{height})")
+    if b"IEND" not in data[-64:]:
+        raise UserError(f"{path}: truncated PNG (no IEND chunk at the end)")
+    return PngHeader(width, height, bit_depth, color_type)
+
+
+def read_png(path: str | os.PathLike, channels: int = 1) -> np.ndarray:
+    """Read a PNG as an HxW label map (channels=1) or an HxWx3 RGB image (channels=3).
+
+    Label maps keep their stored integer type (uint8 or uint16); palette PNGs yield their indices, as
+    Pillow (and so cityscapesscripts) reads them. RGBA images lose their alpha channel.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    header = parse_png_header(data, path)
+    if channels == 1:
+        if header.color_type not in _SINGLE_CHANNEL_TYPES:
+            raise UserError(f"{path}: expected a single-channel PNG, found {header.kind}")
+        if header.color_type == 3:
+            array = _decode_with_pillow(data, path)
+        else:
+            array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    elif channels == 3:
+        if header.color_type not in _COLOUR_TYPES:
+            raise UserError(f"{path}: expected an RGB PNG, found {header.kind}")
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if array is not None:
+            array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    else:
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if array is None:
+        raise UserError(f"{path}: corrupt PNG data (decoding failed)")
+    if array.shape[:2] != (header.height, header.width):
+        raise UserError(f"{path}: decoded size {array.shape[:2]} differs from the header")
+    return array
+
+
+def _decode_with_pillow(data: bytes, path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.array(image)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: corrupt PNG data ({error})") from None
+
+
+def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write an HxW (uint8/uint16) map or an HxWx3/4 RGB(A) uint8 image as PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if array.ndim == 3:
+        conversion = cv2.COLOR_RGB2BGR if array.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
+        array = cv2.cvtColor(np.ascontiguousarray(array), conversion)
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    path.write_bytes(encoded.tobytes())
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert numpy scalars / arrays and paths to JSON types; NaN and infinities become null."""
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
+    """Write JSON through a temporary file in the same folder and a rename: readers never see half a file."""
+    path = Path(path)
+    text = json.dumps(to_jsonable(payload), indent=2, allow_nan=False) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
+        )
+    except OSError as error:
+        raise UserError(f"{path}: cannot write ({error.strerror or error})") from None
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except OSError as error:
+        Path(handle.name).unlink(missing_ok=True)
+        raise UserError(f"{path}: cannot write ({error.strerror or error})") from None
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
