@@ -481,7 +481,7 @@ class StreetScene:
     def person_crowd(self, y: float) -> None:
         """A tight group of persons labelled as one crowd region (instanceIds = bare class id)."""
         s = self.depth(y) * self.c.height
-        x = self._x_on_sidewalk(y)
+        x = float(np.clip(self._x_on_sidewalk(y), 0.1 * self.c.width, 0.9 * self.c.width))
         height = 0.33 * s + 3
         group = Shape(x - height * 1.2, y - height * 1.1, x + height * 1.2, y + 1)
         for dx in np.linspace(-0.8, 0.8, 6):
@@ -506,7 +506,7 @@ class StreetScene:
         for name in ("static", "dynamic", "ground", "parking"):
             y = self.horizon + (h - self.horizon) * rng.uniform(0.2, 0.8)
             s = self.depth(y) * h
-            x = self._x_on_sidewalk(y)
+            x = float(np.clip(self._x_on_sidewalk(y), 0.05 * w, 0.95 * w))
             size = 0.08 * s + 3
             shape = Shape(x - size, y - size, x + size, y + 1)
             if name in ("ground", "parking"):
@@ -561,7 +561,15 @@ def generate_scene(
 
 
 def _ensure_every_class(scene: StreetScene) -> None:
-    """Occlusion can hide a small class entirely; paint a visible one last so every class appears."""
+    """Occlusion can hide a small class or the crowd entirely; paint a visible one last so all appear."""
+    thing_ids = [i for i in EVALUATED_IDS if CITYSCAPES.has_instances[i]]
+    h = scene.c.height
+    for _ in range(20):
+        if np.isin(scene.c.instance, thing_ids).any():  # a crowd region: thing label, bare instance id
+            break
+        scene.person_crowd(scene.horizon + (h - scene.horizon) * scene.rng.uniform(0.3, 0.8))
+    else:
+        raise RuntimeError("synthetic scene could not show a crowd region")
     drawers = {
         "car": scene.car, "truck": scene.truck, "bus": scene.bus, "train": scene.train,
         "person": scene.person, "rider": scene.rider_on_bicycle, "bicycle": scene.parked_bicycle,
@@ -571,7 +579,6 @@ def _ensure_every_class(scene: StreetScene) -> None:
         "traffic sign": lambda y: scene.pole(y, "traffic sign"),
         "traffic light": lambda y: scene.pole(y, "traffic light"),
     }
-    h = scene.c.height
     for label_id in EVALUATED_IDS:
         name = CITYSCAPES.names[label_id]
         for _ in range(20):
