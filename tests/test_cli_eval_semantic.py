@@ -12,7 +12,7 @@ from bench.data.cityscapes import find_frames, read_frame
 from bench.io import write_png
 from metrics.labels import CITYSCAPES
 from metrics.semantic import SemanticAccumulator
-from tests.conftest import assert_same_scores
+from helpers import assert_same_scores
 
 CONTRACT_KEYS = {"mIoU", "iIoU", "IoU_category", "iIoU_category", "class_IoU", "class_iIoU", "boundary_mIoU", "n_images"}
 

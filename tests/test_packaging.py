@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tomllib
 
-from tests.conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def _readme_commands() -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from tests.conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def test_run_all_on_synthetic_data(cli, tmp_path):

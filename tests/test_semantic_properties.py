@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from bench.data.synthetic import generate_scene
 from metrics.labels import CITYSCAPES
 from metrics.semantic import InvalidMapError, SemanticAccumulator
-from tests.conftest import assert_same_scores, perturb
+from helpers import assert_same_scores, perturb
 
 SIZE = (48, 96)
 SCENES = [generate_scene(21, "val", index, SIZE) for index in range(6)]

@@ -12,7 +12,7 @@ from bench.io import write_png
 from bench.reference import cityscapes_semantic_reference
 from metrics.labels import CITYSCAPES
 from metrics.semantic import SemanticAccumulator
-from tests.conftest import assert_same_scores, perturb
+from helpers import assert_same_scores, perturb
 
 TRAIN, BUS = 31, 28  # label ids (cityscapesscripts.helpers.labels)
 

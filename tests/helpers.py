@@ -1,0 +1,66 @@
+"""Helpers shared by the tests (importable as `helpers`: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def perturb(label_ids: np.ndarray, rng: np.random.Generator, fraction: float = 0.2) -> np.ndarray:
+    """A prediction: the ground truth shifted by a pixel, with random label ids sprinkled in.
+
+    The random ids cover 0..33, so predictions of ignored ids and of classes absent from an image occur.
+    """
+    prediction = np.roll(label_ids, shift=(1, -1), axis=(0, 1)).copy()
+    noise = rng.random(label_ids.shape) < fraction
+    prediction[noise] = rng.integers(0, 34, int(noise.sum()))
+    return prediction.astype(np.uint8)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args, env: dict | None = None, cwd: Path | None = None) -> CliResult:
+    """Run `python -m bench ARGS` in a subprocess, as a user would.
+
+    It runs outside the source tree by default, so it exercises the installed package.
+    """
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or tempfile.gettempdir(),
+        timeout=600,
+    )
+    return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+def assert_same_scores(first, second, abs_tolerance: float = 0.0) -> None:
+    """Two nested score dicts are equal, NaN (or None) equal to NaN, floats within `abs_tolerance`."""
+    if isinstance(first, dict):
+        assert isinstance(second, dict) and set(first) == set(second), (first, second)
+        for key in first:
+            assert_same_scores(first[key], second[key], abs_tolerance)
+        return
+    undefined_first = first is None or (isinstance(first, float) and math.isnan(first))
+    undefined_second = second is None or (isinstance(second, float) and math.isnan(second))
+    assert undefined_first == undefined_second, (first, second)
+    if undefined_first:
+        return
+    if isinstance(first, float) or isinstance(second, float):
+        assert abs(first - second) <= abs_tolerance, (first, second)
+    else:
+        assert first == second, (first, second)
