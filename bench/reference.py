@@ -29,3 +29,48 @@ def cityscapes_semantic_reference():
     reference.args.evalInstLevelScore = True
     reference.args.evalPixelAccuracy = False
     return reference
+
+
+def cityscapes_panoptic_reference():
+    """cityscapesscripts' evalPanopticSemanticLabeling (a port of panopticapi's pq_compute)."""
+    _install_in1d_shim()
+    from cityscapesscripts.evaluation import evalPanopticSemanticLabeling as reference
+
+    return reference
+
+
+def cityscapes_panoptic_scores(gt_json, gt_dir, pred_json, pred_dir) -> dict:
+    """PQ by cityscapesscripts on its single-process path (`pq_compute_single_core`, then `average_pq`).
+
+    Its evaluatePanoptic always starts one process per CPU and writes a results file, so the pieces it
+    is made of are called directly, with the same pairing by image id; its progress prints are captured.
+    Returns its results dict: "All", "Things", "Stuff" ({pq, sq, rq, n}) and "per_class" {id: {pq, sq, rq}}.
+    """
+    import contextlib
+    import copy
+    import io
+    import json
+
+    reference = cityscapes_panoptic_reference()
+    with open(gt_json) as handle:
+        gt = json.load(handle)
+    with open(pred_json) as handle:
+        pred = json.load(handle)
+    categories = {entry["id"]: entry for entry in gt["categories"]}
+    predictions = {entry["image_id"]: entry for entry in pred["annotations"]}
+    # it writes each prediction segment's area into the annotation: give it copies
+    matched = [(annotation, copy.deepcopy(predictions[annotation["image_id"]])) for annotation in gt["annotations"]]
+    with contextlib.redirect_stdout(io.StringIO()):
+        statistics = reference.pq_compute_single_core(0, matched, str(gt_dir), str(pred_dir), categories)
+    return reference.average_pq(statistics, categories)
+
+
+def cityscapes_create_panoptic(gt_fine_dir, out_dir, split: str) -> None:
+    """cityscapesscripts' preparation/createPanopticImgs conversion of one split (label ids), quietly."""
+    import contextlib
+    import io
+
+    from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        convert2panoptic(str(gt_fine_dir), str(out_dir), useTrainId=False, setNames=[split])

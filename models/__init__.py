@@ -1,1 +1,39 @@
-"""The model zoo: registry, backbones, necks, heads and ops (filled in by the model-zoo issues)."""
+"""The model zoo: registry, backbones, necks, heads and ops.
+
+    import models
+    model = models.build("pointrend_fapn_r50", num_classes=19)
+    logits = model(images)                      # images: (B, 3, H, W) floats in [0, 1]
+    with models.capture(model) as record:       # what the alignment modules did, per level
+        model(images)
+
+Importing this package loads torch and torchvision only (never the harness or the metrics).
+"""
+
+from models.capture import AlignmentModule, CaptureRecord, capture
+from models.registry import (
+    TASKS,
+    ModelInfo,
+    build,
+    count_parameters,
+    get_info,
+    list_models,
+    measured_params,
+    register_model,
+)
+from models.segmentation import PyramidSegmenter, SegmentationModel
+
+__all__ = [
+    "TASKS",
+    "AlignmentModule",
+    "CaptureRecord",
+    "ModelInfo",
+    "PyramidSegmenter",
+    "SegmentationModel",
+    "build",
+    "capture",
+    "count_parameters",
+    "get_info",
+    "list_models",
+    "measured_params",
+    "register_model",
+]

@@ -8,6 +8,7 @@ only) so that `alignbench --help` and the evaluation commands start fast; heavy 
 COMMAND_MODULES = (
     "data",
     "evaluate",
+    "models",
     "perf",
     "run_all",
 )

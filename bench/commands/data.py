@@ -1,4 +1,4 @@
-"""`alignbench data synth`: write synthetic street scenes in the Cityscapes layout."""
+"""`alignbench data synth|coco`: write synthetic street scenes in the Cityscapes layout; export COCO files."""
 
 from __future__ import annotations
 
@@ -18,6 +18,18 @@ def register(subparsers) -> None:
     synth.add_argument("--overwrite", action="store_true", help="replace a different synthetic dataset in --out")
     synth.set_defaults(handler=run_synth)
 
+    coco = actions.add_parser(
+        "coco",
+        help="write COCO instances and panoptic annotations of a Cityscapes-layout tree (synthetic or real)",
+        description="Writes OUT/annotations/{instances,panoptic}_<split>.json and OUT/annotations/panoptic_<split>/*.png "
+        "from gtFine/<split>/*_instanceIds.png, with cityscapesscripts' createPanopticImgs conventions. "
+        "Image file names are relative to ROOT/leftImg8bit/<split>/.",
+    )
+    coco.add_argument("--root", required=True, help="Cityscapes root (holding gtFine/<split>/)")
+    coco.add_argument("--out", required=True, help="folder to write annotations/ into")
+    coco.add_argument("--split", default="val", help="split or comma-separated splits (default val)")
+    coco.set_defaults(handler=run_coco)
+
 
 def run_synth(args) -> int:
     from pathlib import Path
@@ -32,4 +44,23 @@ def run_synth(args) -> int:
     spec = SynthSpec(n_train=args.n_train, n_val=args.n_val, size=args.size, seed=args.seed, density=args.density)
     root = prepare_synthetic_folder(Path(args.out), spec, overwrite=args.overwrite)
     print(f"synthetic Cityscapes tree: {root} ({spec.n_train} train, {spec.n_val} val, {spec.size[0]}x{spec.size[1]})")
+    return 0
+
+
+def run_coco(args) -> int:
+    import sys
+
+    from bench.data.coco import export_coco
+
+    splits = [split.strip() for split in args.split.split(",") if split.strip()]
+    if not splits:
+        from bench.errors import UserError
+
+        raise UserError(f"--split: expected a split name such as val, got {args.split!r}")
+    for split in splits:
+        export = export_coco(args.root, args.out, split, progress=sys.stderr.isatty())
+        print(
+            f"{split}: {export.n_images} images, {export.n_instances} instances, {export.n_segments} panoptic segments\n"
+            f"  {export.instances_json}\n  {export.panoptic_json}\n  {export.panoptic_dir}/\n  images: {export.image_dir}/"
+        )
     return 0

@@ -1,4 +1,4 @@
-"""`alignbench eval semantic`: score prediction PNGs against a Cityscapes ground-truth tree."""
+"""`alignbench eval semantic|panoptic|coco`: score stored predictions against ground truth."""
 
 from __future__ import annotations
 
@@ -27,6 +27,37 @@ def register(subparsers) -> None:
     semantic.add_argument("--quiet", action="store_true", help="print no table")
     semantic.set_defaults(handler=run_semantic)
 
+    panoptic = tasks.add_parser(
+        "panoptic",
+        help="panoptic quality (PQ, SQ, RQ) of COCO panoptic predictions, with panopticapi's rules",
+        description="COCO panoptic format: PNGs with id = R + 256 G + 256^2 B (0 = VOID) and JSON segments_info; "
+        "predictions are paired with ground truth by image_id.",
+    )
+    panoptic.add_argument("--gt-json", required=True, help="ground-truth COCO panoptic JSON (its categories are used)")
+    panoptic.add_argument("--gt-dir", required=True, help="folder of the ground-truth PNGs")
+    panoptic.add_argument("--pred-json", required=True, help="prediction COCO panoptic JSON")
+    panoptic.add_argument("--pred-dir", required=True, help="folder of the prediction PNGs")
+    panoptic.add_argument("--workers", type=positive_int, default=1, help="processes that decode and accumulate (default 1)")
+    panoptic.add_argument("--json", metavar="OUT", help="write the scores as JSON (atomically, on success only)")
+    panoptic.add_argument("--quiet", action="store_true", help="print no table")
+    panoptic.set_defaults(handler=run_panoptic)
+
+    coco = tasks.add_parser(
+        "coco",
+        help="COCO AP, AP50, AP75, APs, APm, APl of detections (bbox) or instance masks (segm)",
+        description="Ground truth: a COCO instances JSON; detections: a COCO results JSON list.",
+    )
+    coco.add_argument("--gt", required=True, help="COCO instances JSON")
+    coco.add_argument("--dt", required=True, help="COCO results JSON (a list of detections)")
+    coco.add_argument("--iou-type", choices=("bbox", "segm"), required=True, help="box or mask IoU")
+    coco.add_argument(
+        "--backend", choices=("pycocotools", "faster-coco-eval"), default="pycocotools",
+        help="COCOeval implementation: pycocotools (faster-coco-eval is refused: not bit-identical)",
+    )
+    coco.add_argument("--json", metavar="OUT", help="write the scores as JSON (atomically, on success only)")
+    coco.add_argument("--quiet", action="store_true", help="print no table")
+    coco.set_defaults(handler=run_coco)
+
 
 def run_semantic(args) -> int:
     import sys
@@ -45,4 +76,32 @@ def run_semantic(args) -> int:
         print(semantic_table(result))
         if args.bands:
             print(BOUNDARY_FOOTNOTE)
+    return 0
+
+
+def run_panoptic(args) -> int:
+    import sys
+
+    from bench.evaluation.panoptic import evaluate_panoptic_files, panoptic_table
+    from bench.io import write_json_atomic
+
+    result = evaluate_panoptic_files(
+        args.gt_json, args.gt_dir, args.pred_json, args.pred_dir, workers=args.workers, progress=sys.stderr.isatty()
+    )
+    if args.json:
+        write_json_atomic(args.json, result.to_json())
+    if not args.quiet:
+        print(panoptic_table(result))
+    return 0
+
+
+def run_coco(args) -> int:
+    from bench.evaluation.coco import coco_table, evaluate_coco_files
+    from bench.io import write_json_atomic
+
+    result = evaluate_coco_files(args.gt, args.dt, args.iou_type, args.backend)
+    if args.json:
+        write_json_atomic(args.json, result.to_json())
+    if not args.quiet:
+        print(coco_table(result))
     return 0

@@ -1,0 +1,352 @@
+"""COCO detection and instance-segmentation AP through pycocotools' COCOeval.
+
+The scores are COCOeval's own (101 recall points, IoU 0.50:0.95, maxDets 100, area ranges small < 32^2 <
+medium < 96^2 < large): AP, AP50, AP75, APs, APm, APl are its first six summary stats. COCOeval reports
+-1 for a score with no ground truth (e.g. APl when nothing is large); that becomes NaN here (null in
+JSON).
+
+faster-coco-eval is NOT offered as a backend. DESIGN.md allows it only if its stats are identical to
+pycocotools' on the tests, and they are not always: tests/test_coco_backends.py shows the same matches,
+recall and precision curves with one floating-point exception (pycocotools divides by
+tp + fp + np.spacing(1), faster-coco-eval by tp + fp, so a curve that starts with a single true positive
+starts at 1 - 2^-52 in one and 1.0 in the other), which leaves stats differing by about 1e-16 on some
+data. `faster_coco_eval_for_comparison` runs it for that test and for `alignbench perf coco` only.
+
+In memory: `evaluate_coco(gt, detections, iou_type, backend)` with `gt` a COCO instances dict (or a
+pycocotools COCO object) and `detections` a COCO results list ({"image_id", "category_id", "score",
+"bbox": [x, y, w, h]} plus "segmentation" (RLE) for segm). `detections_to_coco` turns a model's boxes,
+scores, labels and masks into that list. Inputs are validated first (`InvalidCocoError`), because
+COCOeval fails on bad input with bare assertions or silently wrong numbers. Neither the caller's dicts
+nor lists are modified (COCOeval writes into annotations, so shallow copies are evaluated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+IOU_TYPES = ("bbox", "segm")
+BACKENDS = ("pycocotools",)  # what results may come from; see the module docstring for faster-coco-eval
+
+
+class InvalidCocoError(ValueError):
+    """Input COCOeval cannot evaluate. `which` is "ground truth" or "detections"; `image_id` and `index`
+    (position of the offending annotation or detection) are set when known."""
+
+    def __init__(self, which: str, message: str, image_id: Any = None, index: int | None = None) -> None:
+        super().__init__(message)
+        self.which = which
+        self.image_id = image_id
+        self.index = index
+
+
+@dataclass
+class CocoResult:
+    """COCOeval's 12 summary stats (as it reports them, -1 = undefined) and the six named scores."""
+
+    iou_type: str
+    backend: str
+    stats: tuple[float, ...]
+    n_images: int
+    n_detections: int
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """AP, AP50, AP75, APs, APm, APl as fractions; NaN where COCOeval reports -1."""
+        return {name: (math.nan if value < 0 else float(value)) for name, value in zip(METRIC_NAMES, self.stats)}
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON contract of `alignbench eval coco` (DESIGN.md), plus the raw stats."""
+        return {
+            **self.metrics,
+            "iou_type": self.iou_type,
+            "backend": self.backend,
+            "stats": [float(s) for s in self.stats],
+            "n_images": self.n_images,
+            "n_detections": self.n_detections,
+        }
+
+
+def backend_available(backend: str) -> bool:
+    """Whether a backend's package can be imported."""
+    module = {"pycocotools": "pycocotools.cocoeval", "faster-coco-eval": "faster_coco_eval"}[backend]
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+# --- masks ---------------------------------------------------------------------------------------------
+
+
+def encode_mask(mask: np.ndarray) -> dict[str, Any]:
+    """HxW binary mask -> compressed RLE {"size": [h, w], "counts": str}, JSON-ready (pycocotools)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+    """A COCO segmentation (polygons, uncompressed or compressed RLE) -> compressed RLE (pycocotools)."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, list):  # polygons: one object may have several parts
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
+        return mask_utils.frPyObjects(segmentation, height, width)
+    if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), str):
+        return {"size": segmentation["size"], "counts": segmentation["counts"].encode("ascii")}
+    return segmentation
+
+
+def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """A COCO segmentation -> HxW uint8 mask."""
+    import warnings
+
+    from pycocotools import mask as mask_utils
+
+    with warnings.catch_warnings():  # pycocotools 2.0.11's decode trips a NumPy 2 copy-keyword deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(segmentation_to_rle(segmentation, height, width))
+
+
+def detections_to_coco(
+    image_id: Any,
+    boxes_xyxy: Any,
+    scores: Any,
+    category_ids: Any,
+    masks: Any = None,
+    mask_threshold: float = 0.5,
+) -> list[dict[str, Any]]:
+    """One image's detections (as torchvision's detection models return them) -> COCO results entries.
+
+    `boxes_xyxy` (N, 4) in pixels, `scores` (N,), `category_ids` (N,) COCO category ids (map a model's
+    contiguous labels back first), `masks` optional (N, H, W) or (N, 1, H, W) probabilities or binary
+    masks, thresholded at `mask_threshold`. numpy arrays or torch tensors.
+    """
+    boxes = _numpy(boxes_xyxy).reshape(-1, 4).astype(np.float64)
+    scores = _numpy(scores).reshape(-1).astype(np.float64)
+    category_ids = _numpy(category_ids).reshape(-1)
+    if not len(boxes) == len(scores) == len(category_ids):
+        raise ValueError(f"boxes, scores and category ids differ in length: {len(boxes)}, {len(scores)}, {len(category_ids)}")
+    results = []
+    binary = None
+    if masks is not None:
+        masks = _numpy(masks)
+        if masks.ndim == 4:
+            masks = masks[:, 0]
+        if len(masks) != len(boxes):
+            raise ValueError(f"{len(masks)} masks for {len(boxes)} boxes")
+        binary = masks > mask_threshold if masks.dtype != np.bool_ else masks
+    for k in range(len(boxes)):
+        x0, y0, x1, y1 = boxes[k]
+        entry = {
+            "image_id": image_id,
+            "category_id": int(category_ids[k]),
+            "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+            "score": float(scores[k]),
+        }
+        if binary is not None:
+            entry["segmentation"] = encode_mask(binary[k])
+        results.append(entry)
+    return results
+
+
+def _numpy(values: Any) -> np.ndarray:
+    if type(values).__module__.startswith("torch"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+# --- validation ----------------------------------------------------------------------------------------
+
+
+def validate_ground_truth(gt: Mapping[str, Any]) -> None:
+    """Check a COCO instances dict has what COCOeval reads: images (id, height, width), categories (id),
+    annotations (id, image_id, category_id, bbox, area, iscrowd; segmentation is checked by segm)."""
+    if not isinstance(gt, Mapping):
+        raise InvalidCocoError("ground truth", f"expected a COCO instances object, got {type(gt).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(gt.get(key), list):
+            raise InvalidCocoError("ground truth", f"'{key}' is missing or not a list")
+    images = {}
+    for index, image in enumerate(gt["images"]):
+        if not isinstance(image, Mapping) or not all(k in image for k in ("id", "height", "width")):
+            raise InvalidCocoError("ground truth", f"images[{index}] needs 'id', 'height' and 'width'", index=index)
+        if image["id"] in images:
+            raise InvalidCocoError("ground truth", f"image id {image['id']!r} is listed twice", image["id"], index)
+        images[image["id"]] = image
+    categories = set()
+    for index, category in enumerate(gt["categories"]):
+        if not isinstance(category, Mapping) or "id" not in category:
+            raise InvalidCocoError("ground truth", f"categories[{index}] has no 'id'", index=index)
+        categories.add(category["id"])
+    annotation_ids = set()
+    for index, annotation in enumerate(gt["annotations"]):
+        if not isinstance(annotation, Mapping):
+            raise InvalidCocoError("ground truth", f"annotations[{index}] is not an object", index=index)
+        missing = [k for k in ("id", "image_id", "category_id", "bbox", "area") if k not in annotation]
+        if missing:
+            raise InvalidCocoError("ground truth", f"annotations[{index}] has no {', '.join(missing)}", annotation.get("image_id"), index)
+        if annotation["id"] in annotation_ids:
+            raise InvalidCocoError("ground truth", f"annotation id {annotation['id']!r} is listed twice", annotation["image_id"], index)
+        annotation_ids.add(annotation["id"])
+        if annotation["image_id"] not in images:
+            raise InvalidCocoError(
+                "ground truth", f"annotations[{index}] refers to image id {annotation['image_id']!r}, which is not in 'images'",
+                annotation["image_id"], index,
+            )
+        if annotation["category_id"] not in categories:
+            raise InvalidCocoError(
+                "ground truth", f"annotations[{index}] has unknown category id {annotation['category_id']!r}",
+                annotation["image_id"], index,
+            )
+        _check_box("ground truth", annotation, index)
+
+
+def validate_detections(gt: Mapping[str, Any], detections: Any, iou_type: str) -> None:
+    """Check a COCO results list against its ground truth: known image and category ids, a score, a box
+    (bbox) or an RLE of the image's size (segm)."""
+    if not isinstance(detections, list):
+        raise InvalidCocoError("detections", f"expected a list of detections, got {type(detections).__name__}")
+    sizes = {image["id"]: (image["height"], image["width"]) for image in gt["images"]}
+    categories = {category["id"] for category in gt["categories"]}
+    for index, detection in enumerate(detections):
+        if not isinstance(detection, Mapping):
+            raise InvalidCocoError("detections", f"detection {index} is not an object", index=index)
+        missing = [k for k in ("image_id", "category_id", "score") if k not in detection]
+        if missing:
+            raise InvalidCocoError("detections", f"detection {index} has no {', '.join(missing)}", detection.get("image_id"), index)
+        image_id = detection["image_id"]
+        if image_id not in sizes:
+            raise InvalidCocoError(
+                "detections", f"detection {index} has image id {image_id!r}, which is not in the ground truth", image_id, index
+            )
+        if detection["category_id"] not in categories:
+            raise InvalidCocoError(
+                "detections", f"detection {index} (image id {image_id!r}) has unknown category id {detection['category_id']!r}",
+                image_id, index,
+            )
+        if not _is_number(detection["score"]):
+            raise InvalidCocoError("detections", f"detection {index} (image id {image_id!r}) has a non-numeric score", image_id, index)
+        if iou_type == "bbox" or "bbox" in detection:
+            _check_box("detections", detection, index)
+        if iou_type == "segm":
+            segmentation = detection.get("segmentation")
+            if not (isinstance(segmentation, Mapping) and "counts" in segmentation and "size" in segmentation):
+                raise InvalidCocoError(
+                    "detections", f"detection {index} (image id {image_id!r}) needs an RLE 'segmentation' for segm", image_id, index
+                )
+            if list(segmentation["size"]) != list(sizes[image_id]):
+                raise InvalidCocoError(
+                    "detections",
+                    f"detection {index} (image id {image_id!r}) has a mask of size {list(segmentation['size'])}, "
+                    f"the image is {list(sizes[image_id])} (height, width)",
+                    image_id, index,
+                )
+
+
+def _check_box(which: str, entry: Mapping[str, Any], index: int) -> None:
+    box = entry.get("bbox")
+    if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_is_number(v) for v in box)):
+        name = "annotations" if which == "ground truth" else "detection"
+        raise InvalidCocoError(which, f"{name}[{index}] (image id {entry.get('image_id')!r}) needs a 'bbox' of 4 numbers", entry.get("image_id"), index)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# --- evaluation ----------------------------------------------------------------------------------------
+
+
+def evaluate_coco(
+    gt: Mapping[str, Any] | Any,
+    detections: Sequence[Mapping[str, Any]],
+    iou_type: str = "bbox",
+    backend: str = "pycocotools",
+) -> CocoResult:
+    """COCO AP of `detections` against `gt` (a COCO instances dict, or a pycocotools COCO object)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return _evaluate(gt, detections, iou_type, backend)
+
+
+def faster_coco_eval_for_comparison(
+    gt: Mapping[str, Any] | Any, detections: Sequence[Mapping[str, Any]], iou_type: str = "bbox"
+) -> CocoResult:
+    """The same evaluation through faster-coco-eval, for speed / agreement comparisons only (not a backend)."""
+    return _evaluate(gt, detections, iou_type, "faster-coco-eval")
+
+
+def _evaluate(gt, detections, iou_type: str, backend: str) -> CocoResult:
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+    dataset = gt if isinstance(gt, Mapping) else gt.dataset
+    validate_ground_truth(dataset)
+    if backend == "faster-coco-eval":  # it converts image ids with int(), which would rename or fail
+        for index, image in enumerate(dataset["images"]):
+            if not isinstance(image["id"], (int, np.integer)) or isinstance(image["id"], bool):
+                raise InvalidCocoError(
+                    "ground truth", f"image id {image['id']!r} is not an integer, which faster-coco-eval needs", image["id"], index
+                )
+    if isinstance(detections, tuple):
+        detections = list(detections)
+    validate_detections(dataset, detections, iou_type)
+    if iou_type == "segm":
+        for index, annotation in enumerate(dataset["annotations"]):
+            if "segmentation" not in annotation:
+                raise InvalidCocoError("ground truth", f"annotations[{index}] has no 'segmentation' (needed for segm)", annotation["image_id"], index)
+    # COCOeval writes into annotations ('ignore', RLE conversion) and loadRes into detections: evaluate copies.
+    dataset = {**dataset, "annotations": [dict(a) for a in dataset["annotations"]], "images": [dict(i) for i in dataset["images"]]}
+    detections = [dict(d) for d in detections]
+    run = _run_pycocotools if backend == "pycocotools" else _run_faster_coco_eval
+    stats = run(dataset, detections, iou_type)
+    return CocoResult(iou_type, backend, tuple(float(s) for s in stats[:12]), len(dataset["images"]), len(detections))
+
+
+def _run_pycocotools(dataset: dict, detections: list[dict], iou_type: str) -> np.ndarray:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):  # pycocotools reports progress with print()
+        coco_gt = COCO()
+        coco_gt.dataset = dataset
+        coco_gt.createIndex()
+        if detections:
+            coco_dt = coco_gt.loadRes(detections)
+        else:  # loadRes cannot take an empty list (it reads anns[0]); no detections scores 0
+            coco_dt = COCO()
+            coco_dt.dataset = {"images": dataset["images"], "categories": dataset["categories"], "annotations": []}
+            coco_dt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_dt, iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    log.debug("pycocotools output:\n%s", output.getvalue())
+    return np.asarray(evaluator.stats)
+
+
+def _run_faster_coco_eval(dataset: dict, detections: list[dict], iou_type: str) -> np.ndarray:
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    coco_gt = COCO(dataset)
+    coco_dt = coco_gt.loadRes(detections)
+    evaluator = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=log.debug)
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return np.asarray(evaluator.stats)

@@ -1,0 +1,11 @@
+"""Feature-pyramid necks: `neck(features)` maps backbone features {"c2".."c5"} to {"p2".."p5"(, "p6")}.
+
+Every neck takes `in_channels` (the backbone's `out_channels` dict), exposes `out_channels` (int) and
+`strides` ({"p2": 4, ...}), and holds no head logic, so that detection heads can use it too.
+"""
+
+from models.necks.fapn import FaPN, FeatureAlignment, FeatureSelection, PostFusionAlignment
+from models.necks.fapn_realtime import RealTimeFaPN
+from models.necks.fpn import FPN
+
+__all__ = ["FPN", "FaPN", "FeatureAlignment", "FeatureSelection", "PostFusionAlignment", "RealTimeFaPN"]

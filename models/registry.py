@@ -1,0 +1,143 @@
+"""The model registry: every buildable model by name, with the paper row it reproduces.
+
+    models.build("pointrend_fapn_r50", num_classes=19, weights="r50.pth")
+    models.list_models(task="semantic")
+    models.get_info("rt_fapn_r18").paper_params_m
+
+A model family registers its entries with `register_model(info, builder)` (or as a decorator on the
+builder); `builder(num_classes=..., **overrides)` returns the module. The zoo's own entries live in
+models/zoo.py.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("semantic", "detection", "instance", "panoptic")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Metadata of one registered model.
+
+    Attributes:
+        name: registry name.
+        task: "semantic", "detection", "instance" or "panoptic".
+        paper: the paper it reproduces, e.g. "FaPN".
+        table: the table, e.g. "Table 1" ("Table I" is FaPN's supplementary table).
+        row: the row as printed in the paper (method / backbone).
+        paper_params_m: the paper's parameter count in millions, None where it states none.
+        input_size: default (H, W) input, the paper's evaluation size.
+        description: one line on what the model is.
+        backbone: e.g. "R50".
+        neck: e.g. "FaPN".
+        head: e.g. "PointRend".
+    """
+
+    name: str
+    task: str
+    paper: str
+    table: str
+    row: str
+    paper_params_m: float | None
+    input_size: tuple[int, int]
+    description: str
+    backbone: str = ""
+    neck: str = ""
+    head: str = ""
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task: expected one of {TASKS}, got {self.task!r}")
+
+
+_REGISTRY: dict[str, tuple[ModelInfo, Callable[..., nn.Module]]] = {}
+
+
+def register_model(info: ModelInfo, builder: Callable[..., nn.Module] | None = None):
+    """Register `builder` under `info.name`; without `builder`, return a decorator that does it."""
+
+    def add(function: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if info.name in _REGISTRY:
+            raise ValueError(f"model {info.name!r} is already registered")
+        _REGISTRY[info.name] = (info, function)
+        return function
+
+    return add if builder is None else add(builder)
+
+
+def _ensure_zoo() -> None:
+    import models.zoo  # noqa: F401  (registers the zoo's entries on first import)
+
+
+def _unknown(name: str) -> ValueError:
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see models.list_models()"
+    return ValueError(f"unknown model {name!r}{hint}")
+
+
+def get_info(name: str) -> ModelInfo:
+    """The metadata of a registered model; ValueError naming close matches for an unknown name."""
+    _ensure_zoo()
+    if name not in _REGISTRY:
+        raise _unknown(name)
+    return _REGISTRY[name][0]
+
+
+def list_models(task: str | None = None) -> list[ModelInfo]:
+    """All registered models (of one task if given), in registration order."""
+    _ensure_zoo()
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    return [info for info, _ in _REGISTRY.values() if task is None or info.task == task]
+
+
+def build(name: str, num_classes: int = 19, **overrides) -> nn.Module:
+    """Build a registered model; `overrides` are keyword options of its builder (e.g. weights=PATH).
+
+    The model carries its metadata as `model.model_info`.
+    """
+    info = get_info(name)
+    builder = _REGISTRY[name][1]
+    accepted = [
+        parameter.name
+        for parameter in inspect.signature(builder).parameters.values()
+        if parameter.kind is parameter.KEYWORD_ONLY
+    ]
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{', '.join(unknown)}: not an option of model {name!r} (options: {', '.join(sorted(accepted))})"
+        )
+    model = builder(num_classes=num_classes, **overrides)
+    model.model_info = info
+    logger.debug("built %s with %d classes and overrides %s", name, num_classes, overrides)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (trainable or not; buffers such as frozen BatchNorm statistics excluded)."""
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def measured_params(name: str, num_classes: int = 19, **overrides) -> int:
+    """Parameter count of a registered model as the papers count it, built on the meta device (no memory).
+
+    Backbone BatchNorm is frozen (its affine terms are buffers, as with the pre-trained, frozen-BN
+    backbones the papers count) unless `overrides` say otherwise.
+    """
+    builder = _REGISTRY[get_info(name).name][1]
+    if "frozen_bn" in inspect.signature(builder).parameters:
+        overrides.setdefault("frozen_bn", True)
+    with torch.device("meta"):
+        model = build(name, num_classes=num_classes, **overrides)
+    return count_parameters(model)
