@@ -6,7 +6,7 @@
 
 A model family registers its entries with `register_model(info, builder)` (or as a decorator on the
 builder); `builder(num_classes=..., **overrides)` returns the module. The zoo's own entries live in
-models/zoo.py.
+models/zoo/ (one module per paper).
 """
 
 from __future__ import annotations
