@@ -10,5 +10,6 @@ COMMAND_MODULES = (
     "evaluate",
     "models",
     "perf",
+    "profile",
     "run_all",
 )
