@@ -11,5 +11,6 @@ COMMAND_MODULES = (
     "models",
     "perf",
     "profile",
+    "report",
     "run_all",
 )

@@ -47,3 +47,14 @@ def band_widths(text: str) -> tuple[int, ...]:
     if any(width < 0 for width in widths):
         raise argparse.ArgumentTypeError(f"band widths must be non-negative, got {text!r}")
     return tuple(sorted(set(widths)))
+
+
+def seed_list(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("expected at least one seed")
+    return sorted(set(seeds))

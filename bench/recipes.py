@@ -1,0 +1,178 @@
+"""Training recipes (the papers' schedules) and budgets (how much of a recipe a run can afford).
+
+A recipe is what a paper states; a budget scales it: `paper` runs the recipe as stated, `short` a
+GPU-minutes version (a few thousand iterations), `smoke` a CPU-minutes version (a handful of iterations
+on tiny crops) that exercises the whole pipeline but measures nothing about accuracy. The learning rate
+follows the linear scaling rule when a budget changes the batch size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (hashed into the result's provenance)."""
+
+    iterations: int
+    batch_size: int
+    crop: tuple[int, int]  # (H, W) training crop; detection: the image size (min_size, max_size)
+    scales: tuple[float, ...]  # random rescale: (low, high) range, or a list of discrete scales (3+ values)
+    base_lr: float
+    weight_decay: float
+    schedule: str  # "poly" (power 0.9) or "step"
+    steps: tuple[int, ...] = ()  # iterations where a step schedule multiplies the lr by 0.1
+    momentum: float = 0.9
+    flip: bool = True
+    frozen_bn: bool = False  # the paper freezes ImageNet BN; applied only with pre-trained backbone weights
+    freeze_backbone: bool = False  # FPT fixes the backbone (fpt.md section 4.2, "Setting")
+    warmup_iterations: int = 0
+    amp: bool = True  # used on CUDA only
+    checkpoint_every: int = 1000
+    source: str = ""  # where the recipe comes from
+
+    def lr_at(self, iteration: int) -> float:
+        """The learning rate of `iteration` (0-based), with linear warm-up."""
+        if self.schedule == "poly":
+            lr = self.base_lr * (1.0 - iteration / self.iterations) ** 0.9
+        elif self.schedule == "step":
+            lr = self.base_lr * 0.1 ** sum(iteration >= step for step in self.steps)
+        else:
+            raise ValueError(f"unknown schedule {self.schedule!r}")
+        if iteration < self.warmup_iterations:
+            lr *= (iteration + 1) / self.warmup_iterations
+        return lr
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+RECIPES: dict[str, TrainConfig] = {
+    # FaPN supplementary section 1: SGD 0.9, wd 1e-4, 65K iterations, lr 0.01 divided by 10 at 40K and 55K,
+    # frozen ImageNet BN, flip + scale augmentation. Batch 32, 512x1024 crops and scales 0.5-2.0 are
+    # detectron2's PointRend Cityscapes semantic config, on which FaPN's code is based.
+    "fapn_semantic": TrainConfig(
+        iterations=65_000, batch_size=32, crop=(512, 1024), scales=(0.5, 2.0), base_lr=0.01, weight_decay=1e-4,
+        schedule="step", steps=(40_000, 55_000), frozen_bn=True, warmup_iterations=1000, checkpoint_every=5000,
+        source="FaPN supplementary section 1; detectron2 PointRend Cityscapes config",
+    ),
+    # FaPN supplementary section 2: SGD 0.9, wd 5e-4, batch 16, lr 0.01 poly 0.9, 40K iterations,
+    # scales {0.75, ..., 2.0}, crops 1536x768 (W x H).
+    "fapn_realtime": TrainConfig(
+        iterations=40_000, batch_size=16, crop=(768, 1536), scales=(0.75, 1.0, 1.25, 1.5, 1.75, 2.0), base_lr=0.01,
+        weight_decay=5e-4, schedule="poly", checkpoint_every=5000, source="FaPN supplementary section 2",
+    ),
+    # FaPN supplementary section 1: 90K iterations, lr 0.02 -> 0.002 at 60K -> 0.0002 at 80K, wd 1e-4,
+    # frozen BN; batch 16 and 800x1333 images are detectron2's defaults.
+    "fapn_detection": TrainConfig(
+        iterations=90_000, batch_size=16, crop=(800, 1333), scales=(1.0, 1.0), base_lr=0.02, weight_decay=1e-4,
+        schedule="step", steps=(60_000, 80_000), frozen_bn=True, warmup_iterations=1000, checkpoint_every=5000,
+        source="FaPN supplementary section 1; detectron2 defaults",
+    ),
+    # SFNet section 4 "Implementation details": SGD batch 16, momentum 0.9, wd 5e-4, 50K iterations,
+    # lr 0.01 poly 0.9, flip, scales 0.75-2.0, 1024x1024 crops.
+    "sfnet": TrainConfig(
+        iterations=50_000, batch_size=16, crop=(1024, 1024), scales=(0.75, 2.0), base_lr=0.01, weight_decay=5e-4,
+        schedule="poly", checkpoint_every=5000, source="SFNet section 4, implementation details",
+    ),
+    # FPT section 4.2: lr 0.01 poly 0.9, wd 5e-4, 8 GPUs, 120 epochs on Cityscapes (2975 images; with one
+    # image per GPU as in its section 4.1, batch 8: ~44.6K iterations), 969x969 crops, flip, scales 0.5-2.0,
+    # backbone parameters fixed.
+    "fpt_semantic": TrainConfig(
+        iterations=44_625, batch_size=8, crop=(969, 969), scales=(0.5, 2.0), base_lr=0.01, weight_decay=5e-4,
+        schedule="poly", freeze_backbone=True, frozen_bn=True, checkpoint_every=5000,
+        source="FPT section 4.2 (semantic segmentation)",
+    ),
+    # FPT section 4.1: SGD on 8 GPUs, one image each, wd 1e-4, momentum 0.9; detection lr 0.05 for 80K
+    # iterations then 0.005 for 20K.
+    "fpt_detection": TrainConfig(
+        iterations=100_000, batch_size=8, crop=(800, 1333), scales=(1.0, 1.0), base_lr=0.05, weight_decay=1e-4,
+        schedule="step", steps=(80_000,), frozen_bn=True, warmup_iterations=1000, checkpoint_every=5000,
+        source="FPT section 4.1",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of a recipe to run, and how to evaluate."""
+
+    name: str
+    iterations: int | None  # None: the recipe's
+    batch_size: int | None
+    max_crop: tuple[int, int] | None  # cap the crop (smoke: tiny)
+    eval_max_images: int | None  # None: the whole split
+    eval_max_side: int | None  # downscale evaluation images so their longer side is at most this
+    timing_iterations: int
+    keep_weights: bool  # keep trained weights after evaluation (smoke runs delete them: GBs of throwaway files)
+    note: str = ""
+
+    def apply(self, recipe: TrainConfig) -> TrainConfig:
+        """The recipe scaled to this budget (linear lr scaling with the batch; schedule steps scaled too)."""
+        if self.iterations is None and self.batch_size is None and self.max_crop is None:
+            return recipe
+        iterations = self.iterations or recipe.iterations
+        batch = self.batch_size or recipe.batch_size
+        crop = recipe.crop
+        if self.max_crop is not None:
+            crop = (min(crop[0], self.max_crop[0]), min(crop[1], self.max_crop[1]))
+        ratio = iterations / recipe.iterations
+        return replace(
+            recipe,
+            iterations=iterations,
+            batch_size=batch,
+            crop=crop,
+            base_lr=recipe.base_lr * batch / recipe.batch_size,
+            steps=tuple(max(1, round(step * ratio)) for step in recipe.steps),
+            warmup_iterations=min(recipe.warmup_iterations, iterations // 10),
+            checkpoint_every=max(1, min(recipe.checkpoint_every, iterations // 2)),
+        )
+
+
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget(
+        "smoke", iterations=6, batch_size=2, max_crop=(64, 128), eval_max_images=4,
+        eval_max_side=512, timing_iterations=3, keep_weights=False,
+        note="CPU minutes: 6 iterations on 64x128 crops; exercises the pipeline, says nothing about accuracy",
+    ),
+    "short": Budget(
+        "short", iterations=2000, batch_size=8, max_crop=(512, 1024), eval_max_images=None,
+        eval_max_side=None, timing_iterations=50, keep_weights=True, note="GPU minutes: 2000 iterations, batch 8",
+    ),
+    "paper": Budget(
+        "paper", iterations=None, batch_size=None, max_crop=None, eval_max_images=None,
+        eval_max_side=None, timing_iterations=100, keep_weights=True, note="the paper's schedule",
+    ),
+}
+
+
+def recipe(name: str) -> TrainConfig:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise UserError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}") from None
+
+
+def budget(name: str) -> Budget:
+    try:
+        return BUDGETS[name]
+    except KeyError:
+        raise UserError(f"--budget: unknown budget {name!r}; choose from {', '.join(BUDGETS)}") from None
+
+
+def training_config(recipe_name: str, budget_name: str, overrides: dict | None = None) -> TrainConfig:
+    """The recipe, with a suite row's overrides, scaled to the budget."""
+    config = recipe(recipe_name)
+    if overrides:
+        known = set(TrainConfig.__dataclass_fields__)
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise UserError(f"unknown training option(s) {', '.join(unknown)}")
+        converted = {key: tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
+        config = replace(config, **converted)
+    return budget(budget_name).apply(config)
+
+

@@ -1,0 +1,37 @@
+"""`alignbench report`: read the results store and the suites, hand them to reports.report to render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from bench.recipes import BUDGETS
+from bench.results import ResultsStore
+from bench.suites import Suite, load_suites
+
+
+def write_report(
+    results_path: Path,
+    out_dir: Path,
+    budget: str | None = None,
+    suites: Sequence[Suite] | None = None,
+    formats: Sequence[str] = ("md", "tex", "html"),
+) -> dict[str, Path]:
+    """Tables and figures for every suite from the store (safe while run-all writes: SQLite WAL).
+
+    `budget` picks which results to show (default: the budget of the most recent result).
+    """
+    from reports.paper import paper_table
+    from reports.report import collect, render_report
+
+    with ResultsStore(results_path, create=False) as store:
+        records = store.records()
+    if budget is None and records:
+        budget = records[-1].budget
+    sections = []
+    for suite in suites if suites is not None else load_suites():
+        results = collect(records, suite.name, budget)
+        note = BUDGETS[results.budget].note if results.budget in BUDGETS else ""
+        sections.append((suite, paper_table(suite.paper, suite.table), results, note))
+    title = f"Results: `{results_path}`; budget: {budget or '-'}; {len(records)} stored entries."
+    return render_report(sections, out_dir, title, formats)

@@ -1,0 +1,223 @@
+"""The trainer: SGD with the papers' schedules, augmentation, AMP on CUDA, checkpoints and resume.
+
+Batches are a pure function of (seed, iteration): sample k of the run is drawn and augmented with a
+generator seeded by (seed, k). A run killed at any point therefore resumes from its last checkpoint and
+continues exactly as if it had never stopped. Checkpoints are written atomically (temporary file +
+rename) every `checkpoint_every` iterations; `final.pt` marks a finished run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from bench.data.cityscapes import CityscapesDataset, CityscapesSample
+from bench.errors import UserError
+from bench.recipes import TrainConfig
+from metrics.labels import IGNORE_TRAIN_ID
+
+log = logging.getLogger(__name__)
+
+FINAL = "final.pt"
+LAST = "last.pt"
+
+
+# --- data ------------------------------------------------------------------------------------------------
+
+
+def random_scale(rng: np.random.Generator, scales: tuple[float, ...]) -> float:
+    """A (low, high) range draws uniformly; three or more values are a list to choose from."""
+    if len(scales) == 2:
+        return float(rng.uniform(*scales))
+    return float(rng.choice(scales))
+
+
+def augment_semantic(
+    image: np.ndarray, train_ids: np.ndarray, config: TrainConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random rescale, random crop (padding with ignore where the image is smaller) and horizontal flip."""
+    scale = random_scale(rng, config.scales)
+    height, width = train_ids.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size != (width, height):
+        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        train_ids = cv2.resize(train_ids, size, interpolation=cv2.INTER_NEAREST)
+    crop_h, crop_w = config.crop
+    pad_h, pad_w = max(0, crop_h - train_ids.shape[0]), max(0, crop_w - train_ids.shape[1])
+    if pad_h or pad_w:
+        image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        train_ids = cv2.copyMakeBorder(train_ids, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=IGNORE_TRAIN_ID)
+    top = int(rng.integers(0, train_ids.shape[0] - crop_h + 1))
+    left = int(rng.integers(0, train_ids.shape[1] - crop_w + 1))
+    image = image[top : top + crop_h, left : left + crop_w]
+    train_ids = train_ids[top : top + crop_h, left : left + crop_w]
+    if config.flip and rng.random() < 0.5:
+        image, train_ids = image[:, ::-1], train_ids[:, ::-1]
+    return np.ascontiguousarray(image), np.ascontiguousarray(train_ids)
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> 3xHxW float in [0, 1] (the models' input convention)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+class SemanticTrainingSet(torch.utils.data.Dataset):
+    """Sample k of a run: a random training frame, augmented, drawn from generator (seed, k)."""
+
+    def __init__(self, dataset: CityscapesDataset, config: TrainConfig, seed: int) -> None:
+        self.dataset, self.config, self.seed = dataset, config, seed
+
+    def __len__(self) -> int:
+        return self.config.iterations * self.config.batch_size
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, k])
+        sample: CityscapesSample = self.dataset[int(rng.integers(len(self.dataset)))]
+        image, train_ids = augment_semantic(sample.image, sample.train_ids, self.config, rng)
+        return image_to_tensor(image), torch.from_numpy(train_ids.astype(np.int64))
+
+
+def semantic_collate(items) -> tuple[torch.Tensor, torch.Tensor]:
+    images, targets = zip(*items)
+    return torch.stack(images), torch.stack(targets)
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------
+
+
+def save_atomic(payload: dict, path: Path) -> None:
+    """torch.save through a temporary file and a rename: a kill never leaves a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a checkpoint of ours ({"model": state_dict, ...}) or a plain state dict; keys must match."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: weights file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for non-checkpoint files
+        raise UserError(f"{path}: not a PyTorch checkpoint ({type(error).__name__})") from None
+    state = payload.get("model", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: expected a state dict or a checkpoint with a 'model' entry")
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        missing = ", ".join(result.missing_keys[:5]) + (" ..." if len(result.missing_keys) > 5 else "")
+        unexpected = ", ".join(result.unexpected_keys[:5]) + (" ..." if len(result.unexpected_keys) > 5 else "")
+        raise UserError(f"{path}: weights do not fit the model (missing: {missing or 'none'}; unexpected: {unexpected or 'none'})")
+
+
+# --- training --------------------------------------------------------------------------------------------
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """Tensors inside (nested) lists, tuples and dicts moved to `device`."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {key: to_device(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(item, device) for item in value)
+    return value
+
+
+@dataclass
+class TrainingOutcome:
+    iterations: int  # iterations run by this call (0 when the run had already finished)
+    resumed_from: int  # iteration the run started from (0 for a fresh run)
+    final_loss: float | None
+
+
+def train(
+    model: nn.Module,
+    training_set: torch.utils.data.Dataset,
+    collate: Callable,
+    config: TrainConfig,
+    checkpoint_dir: Path,
+    device: str = "cpu",
+    workers: int = 0,
+    progress: bool = False,
+    description: str = "training",
+) -> TrainingOutcome:
+    """Train `model` (which defines `loss(inputs, targets) -> dict`) for `config.iterations`.
+
+    Resumes from `checkpoint_dir/last.pt`; returns at once when `checkpoint_dir/final.pt` exists. The
+    trained weights are in `model` on return and in `final.pt`.
+    """
+    from tqdm import tqdm
+
+    checkpoint_dir = Path(checkpoint_dir)
+    torch_device = torch.device(device)
+    model.to(torch_device)
+    if (checkpoint_dir / FINAL).exists():
+        load_weights(model, checkpoint_dir / FINAL)
+        return TrainingOutcome(0, config.iterations, None)
+    if config.freeze_backbone and hasattr(model, "backbone"):
+        for parameter in model.backbone.parameters():
+            parameter.requires_grad_(False)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(parameters, lr=config.base_lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    use_amp = config.amp and torch_device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start = 0
+    if (checkpoint_dir / LAST).exists():
+        state = torch.load(checkpoint_dir / LAST, map_location=torch_device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start = int(state["iteration"])
+        log.info("%s: resuming at iteration %d of %d", description, start, config.iterations)
+    model.train()
+    batches = torch.utils.data.DataLoader(
+        training_set,
+        batch_size=config.batch_size,
+        sampler=range(start * config.batch_size, config.iterations * config.batch_size),
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=torch_device.type == "cuda",
+    )
+    autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
+    last_loss = None
+    bar = tqdm(total=config.iterations, initial=start, desc=description, unit="it", disable=not progress, leave=False)
+    for iteration, (inputs, targets) in enumerate(batches, start=start):
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(iteration)
+        with autocast:
+            losses = model.loss(to_device(inputs, torch_device), to_device(targets, torch_device))
+            loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"{description}: loss became {float(loss)} at iteration {iteration}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        last_loss = float(loss)
+        bar.update()
+        bar.set_postfix(loss=f"{last_loss:.3f}")
+        done = iteration + 1
+        if done < config.iterations and done % config.checkpoint_every == 0:
+            save_atomic(
+                {"iteration": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scaler": scaler.state_dict(), "config": config.to_json()},
+                checkpoint_dir / LAST,
+            )
+    bar.close()
+    save_atomic({"iteration": config.iterations, "model": model.state_dict(), "config": config.to_json()}, checkpoint_dir / FINAL)
+    (checkpoint_dir / LAST).unlink(missing_ok=True)
+    model.eval()
+    return TrainingOutcome(config.iterations - start, start, last_loss if last_loss is None or math.isfinite(last_loss) else None)

@@ -1,0 +1,281 @@
+"""Paper-mirroring tables (Markdown, LaTeX, one static HTML page) and figures from measured results.
+
+For every suite: the paper's rows and columns, our measured value beside the paper's, improvements in
+parentheses as the papers print them, the best measured value in bold, and a footnote with the data,
+budget, device, seeds and the definitions (boundary bands, GMACs). With several seeds a cell shows the
+mean and the spread (population standard deviation).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from reports.console import BOUNDARY_FOOTNOTE
+from reports.tables import Cell, Table, best_index, display_value, format_measured, signed, to_html, to_latex, to_markdown
+
+log = logging.getLogger(__name__)
+
+MAC_FOOTNOTE = "GFLOPs columns: measured GMACs (multiply-accumulates, what the papers call GFLOPs) at the row's input size."
+
+
+@dataclass
+class SuiteResults:
+    """Measured values of one suite: row -> metric -> one value per seed, with their provenance."""
+
+    values: dict[str, dict[str, list[float]]]
+    class_iou: dict[str, dict[str, float]]  # row -> class -> IoU of the first seed (for the bar chart)
+    seeds: list[int]
+    devices: list[str]
+    data: list[str]
+    budget: str | None
+    timing: list[str]
+
+
+def collect(records: Sequence, suite_name: str, budget: str | None) -> SuiteResults:
+    """The latest record of each (row, seed) of a suite under a budget (and its most recent data)."""
+    mine = [r for r in records if r.suite == suite_name and (budget is None or r.budget == budget)]
+    if mine:
+        latest_data = mine[-1].data
+        mine = [r for r in mine if r.data == latest_data]
+    latest = {}
+    for record in mine:  # records come oldest first: later ones replace earlier ones
+        latest[(record.row, record.seed)] = record
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    class_iou: dict[str, dict[str, float]] = {}
+    timing = set()
+    for (row, _), record in sorted(latest.items(), key=lambda item: item[0]):
+        for metric, value in record.metrics.items():
+            if isinstance(value, (int, float)) or value is None:
+                values[row][metric].append(math.nan if value is None else float(value))
+        if "class_IoU" in record.metrics and row not in class_iou:
+            class_iou[row] = record.metrics["class_IoU"]
+        if "timing" in record.metrics:
+            t = record.metrics["timing"]
+            kind = t["environment"].get("gpu") or "CPU"
+            timing.add(f"{kind}, {t['dtype']}, batch {t['batch']}, {t['input_size'][0]}x{t['input_size'][1]}, "
+                       f"median of {t['iterations']} passes")
+    records_used = list(latest.values())
+    return SuiteResults(
+        values={row: dict(metrics) for row, metrics in values.items()},
+        class_iou=class_iou,
+        seeds=sorted({r.seed for r in records_used}),
+        devices=sorted({r.device or "?" for r in records_used}),
+        data=sorted({r.data for r in records_used}),
+        budget=records_used[-1].budget if records_used else budget,
+        timing=sorted(timing),
+    )
+
+
+def _mean(values: list[float] | None, metric: str) -> float | None:
+    shown = [display_value(metric, v) for v in (values or []) if not math.isnan(v)]
+    return statistics.fmean(shown) if shown else None
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> Table:
+    """The mirrored table of one suite (see the module docstring); `suite` is a bench.suites.Suite."""
+    paper_rows = {row.key: row for row in paper.rows}
+    run_rows = {row.row for row in suite.rows}
+    keys = [row.key for row in paper.rows]  # every row of the paper's table, in its order
+    headers = {column.key: column.header for column in paper.columns}
+    has_backbone = any(row.backbone for row in paper.rows)
+    header = ["method"] + (["backbone"] if has_backbone else [])
+    for metric in suite.metrics:
+        name = headers.get(metric, metric)
+        header += [f"{name} ours", f"{name} paper"]
+    reference = suite.compare.get("reference")
+    measured_means = {key: {m: _mean(results.values.get(key, {}).get(m), m) for m in suite.metrics} for key in keys}
+    paper_values = {key: {m: paper_rows[key].values.get(m) for m in suite.metrics} for key in keys}
+    best = {m: best_index(m, [measured_means[key][m] for key in keys]) for m in suite.metrics}
+    rows: list[list[Cell]] = []
+    separators: set[int] = set()
+    pair_after = {pair[1]: pair[0] for pair in suite.compare.get("pairs", [])}
+    for index, key in enumerate(keys):
+        source = paper_rows[key]
+        method = source.method if key in run_rows else f"{source.method} (paper only)"
+        cells = [Cell(method)] + ([Cell(source.backbone or "")] if has_backbone else [])
+        for metric in suite.metrics:
+            measured = format_measured(metric, results.values.get(key, {}).get(metric, []))
+            paper_value = paper_values[key][metric]
+            paper_text = "-" if paper_value is None else (f"{paper_value:g}" if metric == "fps" else f"{paper_value:.1f}")
+            if reference:
+                measured += " " + signed(_difference(measured_means[reference][metric], measured_means[key][metric]), metric)
+                paper_text += " " + signed(_difference(paper_values[reference][metric], paper_value), metric)
+            cells += [Cell(measured.strip(), bold=best[metric] == index), Cell(paper_text.strip())]
+        rows.append(cells)
+        if key in pair_after:
+            base = pair_after[key]
+            line = [Cell("improvement")] + ([Cell("")] if has_backbone else [])
+            for metric in suite.metrics:
+                line += [
+                    Cell(signed(_difference(measured_means[key][metric], measured_means[base][metric]), metric)),
+                    Cell(signed(_difference(paper_values[key][metric], paper_values[base][metric]), metric)),
+                ]
+            separators.add(len(rows))
+            rows.append(line)
+    notes = [
+        f"Paper: {suite.paper} {suite.table} ({paper.caption})" if getattr(paper, "caption", "") else f"Paper: {suite.paper} {suite.table}",
+        f"Ours: data {', '.join(results.data) or 'none yet'}; budget {results.budget or '-'}"
+        + (f" ({budget_note})" if budget_note else "")
+        + f"; device {', '.join(results.devices) or '-'}; seeds {', '.join(map(str, results.seeds)) or '-'}"
+        + ("; mean±std over seeds" if len(results.seeds) > 1 else "") + ". Best measured value in bold.",
+    ]
+    if reference:
+        notes.append(f"Parentheses: {paper_rows[reference].method} minus the row, as the paper prints them.")
+    if any(m.startswith("band_") for m in suite.metrics):
+        notes.append(BOUNDARY_FOOTNOTE)
+    if "gflops" in suite.metrics:
+        notes.append(MAC_FOOTNOTE)
+    if results.timing:
+        notes.append("Speed: " + "; ".join(results.timing) + ".")
+    return Table(title=suite.title, header=header, rows=rows, footnotes=notes, separators=separators)
+
+
+# --- figures ---------------------------------------------------------------------------------------------
+
+
+def _save(figure, directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    png = directory / f"{name}.png"
+    figure.savefig(png, dpi=120, bbox_inches="tight")
+    figure.savefig(directory / f"{name}.pdf", bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return png
+
+
+def band_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | None:
+    """Boundary-band mIoU against band width, one line per row (FaPN Table 2 as a plot)."""
+    import matplotlib.pyplot as plt
+
+    widths = [w for w in (3, 5, 8, 12) if f"band_{w}" in suite.metrics]
+    if not widths:
+        return None
+    paper_rows = {row.key: row for row in paper.rows}
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for index, row in enumerate(suite.rows):
+        colour = f"C{index}"
+        label = f"{paper_rows[row.row].method} {paper_rows[row.row].backbone or ''}".strip()
+        measured = [_mean(results.values.get(row.row, {}).get(f"band_{w}"), f"band_{w}") for w in widths]
+        if all(v is not None for v in measured):
+            axis.plot(widths, measured, "o-", color=colour, label=f"{label} (ours)")
+        published = [paper_rows[row.row].values.get(f"band_{w}") for w in widths]
+        if all(v is not None for v in published):
+            axis.plot(widths, published, "s--", color=colour, alpha=0.6, label=f"{label} (paper)")
+    axis.set_xlabel("band width (px)")
+    axis.set_ylabel("boundary-band mIoU (%)")
+    axis.set_xticks(widths)
+    axis.set_title(suite.title)
+    axis.legend(fontsize=7)
+    return _save(figure, directory, f"{suite.name}_bands")
+
+
+def speed_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | None:
+    """Speed against accuracy (SFNet Fig. 1 style): measured points filled, the paper's hollow."""
+    import matplotlib.pyplot as plt
+
+    accuracy = next((m for m in ("mIoU", "mIoU_val", "mIoU_test", "PQ", "AP_bbox") if m in suite.metrics), None)
+    if "fps" not in suite.metrics or accuracy is None:
+        return None
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for index, row in enumerate(paper.rows):  # the paper's other methods appear as hollow points too
+        size = f" {row.input_size[0]}x{row.input_size[1]}" if row.input_size else ""
+        label = f"{row.method} {row.backbone or ''}{size}".strip()
+        fps = _mean(results.values.get(row.key, {}).get("fps"), "fps")
+        score = _mean(results.values.get(row.key, {}).get(accuracy), accuracy)
+        if fps is not None and score is not None:
+            axis.scatter([fps], [score], color=f"C{index}", label=f"{label} (ours)")
+        paper_fps, paper_score = row.values.get("fps"), row.values.get(accuracy)
+        if paper_fps is not None and paper_score is not None:
+            axis.scatter([paper_fps], [paper_score], facecolors="none", edgecolors=f"C{index}", label=f"{label} (paper)")
+    axis.set_xlabel("speed (FPS)")
+    axis.set_ylabel(f"{accuracy} (%)")
+    axis.set_title(suite.title)
+    axis.legend(fontsize=7)
+    return _save(figure, directory, f"{suite.name}_speed")
+
+
+def class_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | None:
+    """Per-class IoU bars of the first compared pair (or the first two rows)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    pairs = suite.compare.get("pairs") or ([[r.row for r in suite.rows[:2]]] if len(suite.rows) >= 2 else [])
+    if not pairs or not all(key in results.class_iou for key in pairs[0]):
+        return None
+    paper_rows = {row.key: row for row in paper.rows}
+    base, ours = pairs[0]
+    classes = list(results.class_iou[ours])
+    figure, axis = plt.subplots(figsize=(10, 3.5))
+    positions = np.arange(len(classes))
+    for offset, key in ((-0.2, base), (0.2, ours)):
+        values = [100 * (results.class_iou[key].get(c) or 0.0) for c in classes]
+        axis.bar(positions + offset, values, width=0.4, label=f"{paper_rows[key].method} {paper_rows[key].backbone or ''}".strip())
+    axis.set_xticks(positions, classes, rotation=60, ha="right", fontsize=8)
+    axis.set_ylabel("IoU (%)")
+    axis.set_title(f"{suite.title}: per-class IoU")
+    axis.legend(fontsize=8)
+    return _save(figure, directory, f"{suite.name}_classes")
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+
+
+_HTML_STYLE = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border-bottom:1px solid #ccc;padding:3px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}tr.improvement td{color:#555;font-style:italic}
+.footnote{font-size:12px;color:#444;margin:0.2em 0}img{max-width:100%;margin:0.5em 0}"""
+
+
+def render_report(
+    sections: Sequence[tuple], out_dir: Path, title_note: str, formats: Sequence[str] = ("md", "tex", "html")
+) -> dict[str, Path]:
+    """Write report.md / .tex / .html (figures under figures/, embedded in the HTML) from
+    (suite, paper table, SuiteResults, budget note) sections; returns the written paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out_dir = Path(out_dir)
+    figures_dir = out_dir / "figures"
+    markdown = [f"# alignbench report\n\n{title_note}\n"]
+    latex = [r"% alignbench report: \usepackage{booktabs}" + "\n"]
+    html_parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>alignbench report</title><style>{_HTML_STYLE}</style></head><body>",
+                  f"<h1>alignbench report</h1><p>{title_note}</p>"]
+    for suite, paper, results, budget_note in sections:
+        table = suite_table(suite, paper, results, budget_note)
+        markdown.append(to_markdown(table))
+        latex.append(to_latex(table))
+        html_parts.append(to_html(table))
+        for make in (band_figure, speed_figure, class_figure):
+            try:
+                figure = make(suite, paper, results, figures_dir)
+            except (ValueError, KeyError) as error:  # a figure must never stop the report
+                log.warning("%s: figure %s skipped (%s)", suite.name, make.__name__, error)
+                figure = None
+            if figure is not None:
+                relative = figure.relative_to(out_dir).as_posix()
+                markdown.append(f"![{figure.stem}]({relative})\n")
+                encoded = base64.b64encode(figure.read_bytes()).decode()
+                html_parts.append(f'<img alt="{figure.stem}" src="data:image/png;base64,{encoded}">')
+    html_parts.append("</body></html>")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    contents = {"md": "\n".join(markdown), "tex": "\n".join(latex), "html": "\n".join(html_parts)}
+    for kind in formats:
+        path = out_dir / f"report.{kind}"
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(contents[kind], encoding="utf-8")
+        temporary.replace(path)
+        written[kind] = path
+    return written

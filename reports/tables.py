@@ -1,0 +1,129 @@
+"""Paper-style tables: the measured value beside the paper's, improvements in parentheses, best in bold.
+
+A `Table` is format-free (header, rows of cells, footnotes); `to_markdown`, `to_latex` (booktabs) and
+`to_html` render it. Measured accuracy is stored as fractions and shown in percent like the papers.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Sequence
+
+PERCENT_METRICS = {
+    "mIoU", "mIoU_val", "mIoU_test", "iIoU", "IoU_cat", "iIoU_cat", "band_3", "band_5", "band_8", "band_12", "band_mean",
+    "AP_bbox", "AP50_bbox", "AP75_bbox", "APs_bbox", "APm_bbox", "APl_bbox", "AP_segm", "AP50_segm", "AP75_segm",
+    "APs_segm", "APm_segm", "APl_segm", "PQ", "SQ", "RQ", "PQ_th", "PQ_st",
+}
+LOWER_IS_BETTER = {"params_m", "gflops", "latency_ms"}
+
+
+@dataclass
+class Cell:
+    text: str
+    bold: bool = False
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[Cell]]
+    footnotes: list[str] = field(default_factory=list)
+    separators: set[int] = field(default_factory=set)  # rule above these row indices (improvement lines)
+
+
+def display_value(metric: str, value: float) -> float:
+    """Fractions -> percent for accuracy metrics; everything else as stored."""
+    return 100.0 * value if metric in PERCENT_METRICS else value
+
+
+def digits(metric: str) -> int:
+    return 2 if metric in ("params_m",) else 1
+
+
+def format_measured(metric: str, values: Sequence[float]) -> str:
+    """Mean of the seeds (with ± population std when there are several), in display units."""
+    shown = [display_value(metric, v) for v in values if v is not None and not math.isnan(v)]
+    if not shown:
+        return "-"
+    mean = statistics.fmean(shown)
+    text = f"{mean:.{digits(metric)}f}"
+    if len(shown) > 1:
+        text += f"±{statistics.pstdev(shown):.{digits(metric)}f}"
+    return text
+
+
+def signed(value: float | None, metric: str) -> str:
+    """An improvement as the papers print it: (+2.6)."""
+    if value is None or math.isnan(value):
+        return ""
+    return f"({value:+.{digits(metric)}f})"
+
+
+def best_index(metric: str, values: Sequence[float | None]) -> int | None:
+    """Row index of the best measured value (lowest for params / GFLOPs / latency, else highest)."""
+    candidates = [(v, i) for i, v in enumerate(values) if v is not None and not math.isnan(v)]
+    if not candidates:
+        return None
+    return (min if metric in LOWER_IS_BETTER else max)(candidates)[1]
+
+
+def to_markdown(table: Table) -> str:
+    def cell(c: Cell) -> str:
+        text = c.text.replace("|", "\\|")
+        return f"**{text}**" if c.bold and text else text
+
+    lines = [f"### {table.title}", "", "| " + " | ".join(table.header) + " |", "|" + "---|" * len(table.header)]
+    for row in table.rows:
+        lines.append("| " + " | ".join(cell(c) for c in row) + " |")
+    lines.append("")
+    lines += [f"{note}  " for note in table.footnotes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "±": r"$\pm$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+def to_latex(table: Table) -> str:
+    """A booktabs table environment."""
+    columns = "l" + "r" * (len(table.header) - 1)
+
+    def cell(c: Cell) -> str:
+        text = latex_escape(c.text)
+        return rf"\textbf{{{text}}}" if c.bold and text else text
+
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(table.title)}}}",
+             rf"\begin{{tabular}}{{{columns}}}", r"\toprule", " & ".join(latex_escape(h) for h in table.header) + r" \\", r"\midrule"]
+    for index, row in enumerate(table.rows):
+        if index in table.separators:
+            lines.append(r"\midrule")
+        lines.append(" & ".join(cell(c) for c in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if table.footnotes:
+        lines.append(r"\par\footnotesize " + " ".join(latex_escape(note) for note in table.footnotes))
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def to_html(table: Table) -> str:
+    def cell(c: Cell, tag: str = "td") -> str:
+        text = html.escape(c.text)
+        return f"<{tag}>{'<b>' + text + '</b>' if c.bold and text else text}</{tag}>"
+
+    parts = [f"<h3>{html.escape(table.title)}</h3>", "<table>", "<thead><tr>"]
+    parts += [f"<th>{html.escape(h)}</th>" for h in table.header]
+    parts.append("</tr></thead><tbody>")
+    for index, row in enumerate(table.rows):
+        style = ' class="improvement"' if index in table.separators else ""
+        parts.append(f"<tr{style}>" + "".join(cell(c) for c in row) + "</tr>")
+    parts.append("</tbody></table>")
+    parts += [f'<p class="footnote">{html.escape(note)}</p>' for note in table.footnotes]
+    return "\n".join(parts) + "\n"
