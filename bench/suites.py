@@ -198,13 +198,27 @@ def suite_dir() -> Path:
 
 
 def load_suites(names: list[str] | None = None, directory: Path | None = None) -> list[Suite]:
-    """All suites of a folder (default: the built-in ones), or those named, in file-name order."""
+    """All suites of a folder (default: the built-in ones) in file-name order, or those named; a name
+    ending in .yaml is a path to a suite file of the user's own."""
     directory = directory or suite_dir()
     files = sorted(directory.glob("*.yaml"))
     available = {path.stem: path for path in files}
     if names:
-        unknown = [name for name in names if name not in available]
-        if unknown:
-            raise UserError(f"--suite: unknown suite(s) {', '.join(unknown)}; known: {', '.join(available)}")
-        files = [available[name] for name in names]
+        chosen = []
+        for name in names:
+            if name.endswith((".yaml", ".yml")):
+                chosen.append(Path(name))
+            elif name in available:
+                chosen.append(available[name])
+            else:
+                raise UserError(f"--suite: unknown suite {name!r}; known: {', '.join(available)} (or a path to a .yaml file)")
+        files = chosen
     return [load_suite(path) for path in files]
+
+
+def default_recipe(model: str) -> str:
+    """The recipe of the first built-in suite that runs `model` (its paper's schedule)."""
+    for suite in load_suites():
+        if any(row.model == model for row in suite.rows):
+            return suite.recipe
+    raise UserError(f"no suite uses {model!r}, so it has no default recipe: pass --recipe")

@@ -206,7 +206,7 @@ def train(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        last_loss = float(loss)
+        last_loss = loss.detach().item()
         bar.update()
         bar.set_postfix(loss=f"{last_loss:.3f}")
         done = iteration + 1

@@ -13,4 +13,5 @@ COMMAND_MODULES = (
     "profile",
     "report",
     "run_all",
+    "train",
 )

@@ -1,0 +1,72 @@
+"""`alignbench train`: train (or resume) one registered model and evaluate it; or evaluate local weights."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train a registered model with a paper recipe and evaluate it (or evaluate --weights)",
+        description="A killed run resumes from its last checkpoint in --out.",
+    )
+    train.add_argument("model", help="registered model name (see `alignbench models`)")
+    train.add_argument("--recipe", help="training recipe (default: the one of the suite that uses the model)")
+    train.add_argument("--data", default="synthetic", help="'synthetic' (default), 'cityscapes=PATH' or 'coco=PATH'")
+    train.add_argument("--budget", default="smoke", help="smoke (default), short or paper")
+    train.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--out", default="alignbench-output/train", help="checkpoints go to OUT/<model>-<key>/")
+    train.add_argument("--weights", help="load these weights first (a checkpoint of ours or a plain state dict)")
+    train.add_argument("--eval-only", action="store_true", help="evaluate without training (use with --weights)")
+    train.add_argument("--json", metavar="FILE", help="write the scores as JSON (atomically)")
+    train.set_defaults(handler=run_train)
+
+
+def run_train(args) -> int:
+    import hashlib
+    import json
+    import sys
+    from pathlib import Path
+
+    import models
+    from bench.errors import UserError
+    from bench.io import write_json_atomic
+    from bench.recipes import budget as get_budget
+    from bench.recipes import training_config
+    from bench.runall import default_device
+    from bench.suites import default_recipe
+    from bench.tasks import resolve_data, task_runner
+    from bench.train import load_weights, train
+
+    try:
+        info = models.get_info(args.model)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    recipe = args.recipe or default_recipe(args.model)
+    config = training_config(recipe, args.budget, None)
+    budget = get_budget(args.budget)
+    device = args.device or default_device()
+    sources = [s for s in resolve_data([args.data], progress=sys.stderr.isatty()) if s.supports(info.task)]
+    if not sources:
+        raise UserError(f"--data {args.data}: holds no {info.task} data")
+    runner = task_runner(info.task, sources[0])
+    model = models.build(args.model)
+    if args.weights:
+        load_weights(model, args.weights)
+    if not args.eval_only:
+        key = hashlib.sha256(json.dumps([args.model, sources[0].description, config.to_json(), args.seed,
+                                         args.weights], sort_keys=True).encode()).hexdigest()[:12]
+        import torch
+
+        torch.manual_seed(args.seed)
+        training_set, collate = runner.training_set(config, args.seed)
+        train(model, training_set, collate, config, Path(args.out) / f"{args.model}-{key}", device=device,
+              progress=sys.stderr.isatty(), description=args.model)
+    metrics = runner.evaluate(model, device, budget, progress=sys.stderr.isatty())
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    for key, value in scalars.items():
+        print(f"{key:>10s}  {value:.4f}" if isinstance(value, float) else f"{key:>10s}  {value}")
+    if args.json:
+        write_json_atomic(args.json, {"model": args.model, "recipe": recipe, "budget": args.budget,
+                                      "data": sources[0].description, "metrics": metrics})
+    return 0
