@@ -167,7 +167,7 @@ def _run_group(group: list[Entry], store: ResultsStore, device: str, checkpoint_
     begin = time.perf_counter()
     torch.manual_seed(first.seed)
     runner = task_runner(first.suite.task, first.source)
-    model = models.build(first.row.model)
+    model = models.build(first.row.model, **runner.build_options(first.train))
     training_set, collate = runner.training_set(first.train, first.seed)
     train(model, training_set, collate, first.train, checkpoint_dir, device=device, progress=progress,
           description=f"{first.row.model} (seed {first.seed})")
@@ -189,11 +189,11 @@ def _run_group(group: list[Entry], store: ResultsStore, device: str, checkpoint_
 
 def _complexity(store: ResultsStore, entry: Entry, model, device: str, wanted: set[str]) -> dict:
     """Params and GMACs (cached per model and input size) and, if asked, speed on `device`."""
-    from bench.profiling import build_for_profiling, count_flops, measure_latency
+    from bench.profiling import complexity_at, measure_latency
 
     figures = store.complexity(entry.row.model, entry.input_size)
     if figures is None:
-        counted = count_flops(build_for_profiling(entry.row.model), entry.input_size)
+        counted = complexity_at(entry.row.model, entry.input_size)
         figures = {"params_m": counted.params_m, "gflops": counted.gmacs, "other_gops": counted.other_ops / 1e9}
         store.add_complexity(entry.row.model, entry.input_size, figures)
     metrics = {key: figures[key] for key in ("params_m", "gflops") if key in wanted}

@@ -20,7 +20,7 @@ SMALL = (64, 128)
 
 @pytest.mark.parametrize("name", [info.name for info in models.list_models()])
 def test_every_registered_model_has_every_operator_counted(name):
-    model = build_for_profiling(name)
+    model = build_for_profiling(name, SMALL)
     complexity = count_flops(model, SMALL)
     assert complexity.uncounted_ops == {}
     assert complexity.macs > 0 and complexity.other_ops > 0

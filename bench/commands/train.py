@@ -50,7 +50,7 @@ def run_train(args) -> int:
     if not sources:
         raise UserError(f"--data {args.data}: holds no {info.task} data")
     runner = task_runner(info.task, sources[0])
-    model = models.build(args.model)
+    model = models.build(args.model, **runner.build_options(config))
     if args.weights:
         load_weights(model, args.weights)
     if not args.eval_only:
