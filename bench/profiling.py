@@ -134,12 +134,24 @@ def _mac_handles() -> dict[str, Handle]:
         "aten::bmm": fv.bmm_flop_jit,
         "aten::einsum": fv.einsum_flop_jit,
         "aten::baddbmm": _baddbmm,
+        "aten::scaled_dot_product_attention": _attention,
         "torchvision::deform_conv2d": _deform_conv2d,
         "torchvision::roi_align": _roi_align,
         "aten::grid_sampler": _per_output(4),
         "aten::upsample_bilinear2d": _per_output(4),
         "aten::upsample_nearest2d": _per_output(0),
     }
+
+
+def _attention(inputs, outputs) -> int:
+    """aten::scaled_dot_product_attention(q (..., L, E), k (..., S, E), v (..., S, Ev), ...): the two
+    products, scores q.k^T (L * S * E MACs per batch-head) and weighted values (L * S * Ev). The softmax
+    inside the fused operator (a few operations per score) is not in "other ops"; FPT's attention is the
+    only user, and its cost is dominated by the products."""
+    query, key, value = _shape(inputs[0]), _shape(inputs[1]), _shape(inputs[2])
+    heads_times_queries = math.prod(query[:-1])
+    keys = key[-2]
+    return heads_times_queries * keys * (query[-1] + value[-1])
 
 
 def _baddbmm(inputs, outputs) -> int:
@@ -495,6 +507,11 @@ def build_for_profiling(
         options["num_classes"] = num_classes
     torch.manual_seed(0)
     return models.build(name, **options).to(device).eval()
+
+
+def parameter_count(name: str) -> int:
+    """Parameters of a registered model as `complexity_at` counts them, without tracing it."""
+    return count_parameters(build_for_profiling(name))[0]
 
 
 def complexity_at(name: str, input_size: Sequence[int]) -> Complexity:

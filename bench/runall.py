@@ -4,6 +4,11 @@ Entries (suite, row, seed) are planned first; those already complete in the stor
 re-run after a crash or a SIGKILL resumes where it stopped. Entries that share a trained model (same
 model, data, recipe, budget and seed: a "training key") are trained once, from their last checkpoint if
 one exists, and evaluated together. Each finished entry is one transaction in the store.
+
+Under torchrun every rank runs the same plan: training is DistributedDataParallel, evaluation is sharded
+over the ranks (bench.distributed), and only rank 0 opens the store and writes results and the report.
+With `launcher="slurm"` each pending training group becomes a cluster job (submitit) that runs this same
+function restricted to its group, writing to the same store; see `SlurmOptions`.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import logging
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Collection
 
 import torch
 
+from bench import distributed
 from bench.errors import UserError
 from bench.recipes import Budget, TrainConfig, budget as get_budget, training_config
 from bench.results import ResultRecord, ResultsStore
@@ -105,6 +112,32 @@ class RunSummary:
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    jobs: list[str] = field(default_factory=list)  # cluster job ids (launcher "slurm")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """How `run_all(launcher="slurm")` submits its jobs: one job per pending training group.
+
+    Each job runs `tasks_per_node` processes on each of `nodes` nodes (default: one per GPU, or one), which
+    join one torch.distributed group (DDP training, sharded evaluation). `executor="local"` runs the jobs
+    as local processes through submitit's LocalExecutor (for tests, or a machine without Slurm).
+    """
+
+    partition: str | None = None
+    gpus_per_node: int = 1
+    nodes: int = 1
+    tasks_per_node: int | None = None  # None: one per GPU (one without GPUs)
+    cpus_per_task: int | None = None
+    time_min: int = 24 * 60
+    extra: dict = field(default_factory=dict)  # more sbatch options, e.g. {"account": "abc", "qos": "high"}
+    folder: Path | None = None  # job scripts and logs (default: <results folder>/slurm)
+    executor: str = "slurm"  # slurm | local
+    wait: bool = True  # wait for the jobs, then write the report
+
+    @property
+    def tasks(self) -> int:
+        return self.tasks_per_node or max(1, self.gpus_per_node)
 
 
 def run_all(
@@ -117,48 +150,86 @@ def run_all(
     out_dir: Path | None = None,
     progress: bool = True,
     report: bool = True,
+    launcher: str = "local",
+    slurm: SlurmOptions | None = None,
+    training_keys: Collection[str] | None = None,
 ) -> RunSummary:
-    """Plan, skip what is done, train and evaluate the rest, write the report."""
+    """Plan, skip what is done, train and evaluate the rest (here, or in Slurm jobs), write the report.
+
+    `training_keys` restricts the run to those training groups (what one Slurm job runs).
+    """
     from tqdm import tqdm
 
+    if launcher not in ("local", "slurm"):
+        raise UserError(f"--launcher must be local or slurm, got {launcher!r}")
+    if launcher == "slurm" and distributed.is_distributed():
+        raise UserError("--launcher slurm: submit from one process, not under torchrun")
     started = time.perf_counter()
+    requested_device = device  # a job decides its default device on its own node
     device = device or default_device()
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available() and launcher == "local":
         raise UserError(f"--device {device}: CUDA is not available on this machine")
-    results = Path(results)
+    main = distributed.is_main()
+    progress = progress and main
+    results = Path(results).resolve()
     out_dir = Path(out_dir) if out_dir else results.parent
-    store = ResultsStore(results)
+    store = ResultsStore(results) if main else None  # only rank 0 touches the store
     chosen = load_suites(suites)
-    sources = resolve_data(data or ["synthetic"], progress=progress)
+    with distributed.main_first():  # rank 0 generates the synthetic data, the others then find it
+        sources = resolve_data(data or ["synthetic"], progress=progress)
     entries, skipped = plan(chosen, sources, budget, seeds or [0])
-    pending = [e for e in entries if not store.has(e.suite.name, e.row.row, e.seed, e.config_hash)]
+    done = [store.has(e.suite.name, e.row.row, e.seed, e.config_hash) for e in entries] if main else None
+    done = distributed.broadcast_from_main(done)
+    pending = [e for e, complete in zip(entries, done) if not complete]
     summary = RunSummary(len(entries), len(entries) - len(pending), 0, skipped=skipped)
     log.info("%d entries planned, %d already complete", len(entries), summary.completed_before)
+    if training_keys is not None:
+        pending = [e for e in pending if e.training_key in training_keys]
+    if launcher == "local":
+        from bench.train import per_rank_batch
+
+        for entry in pending:  # before anything trains: every total batch must split over the ranks
+            per_rank_batch(entry.train.batch_size, distributed.world_size())
     groups: dict[str, list[Entry]] = {}
     for entry in pending:
         groups.setdefault(entry.training_key, []).append(entry)
-    bar = tqdm(total=len(pending), desc="run-all", unit="entry", disable=not progress)
-    checkpoints = results.parent / "checkpoints"
-    for key, group in groups.items():
-        try:
-            _run_group(group, store, device, checkpoints / key, progress)
-            summary.ran += len(group)
-        except (RuntimeError, ValueError) as error:  # a diverged or broken model must not stop the suite
-            log.error("%s: %s", group[0].row.model, error)
-            summary.failed.extend(f"{e.suite.name}/{e.row.row} (seed {e.seed}): {error}" for e in group)
-        bar.update(len(group))
-    bar.close()
-    store.close()
+    if launcher == "slurm":
+        store.close()
+        _submit_groups(groups, summary, slurm or SlurmOptions(), results, sources,
+                       suites=suites, budget=budget, device=requested_device, seeds=seeds or [0])
+        if not (slurm or SlurmOptions()).wait:
+            report = False
+    else:
+        device = distributed.rank_device(device)
+        bar = tqdm(total=len(pending), desc="run-all", unit="entry", disable=not progress)
+        checkpoints = results.parent / "checkpoints"
+        for key, group in groups.items():
+            try:
+                _run_group(group, store, device, checkpoints / key, progress)
+                summary.ran += len(group)
+            except (RuntimeError, ValueError) as error:  # a diverged or broken model must not stop the suite
+                if distributed.is_distributed():
+                    raise  # the other ranks may be inside a collective: end the whole job (a re-run resumes)
+                log.error("%s: %s", group[0].row.model, error)
+                summary.failed.extend(f"{e.suite.name}/{e.row.row} (seed {e.seed}): {error}" for e in group)
+            bar.update(len(group))
+        bar.close()
+        if store is not None:
+            store.close()
     summary.seconds = time.perf_counter() - started
-    if report:
+    if report and main:
         from bench.reporting import write_report
 
         write_report(results, out_dir / "report", budget=budget, suites=chosen)
     return summary
 
 
-def _run_group(group: list[Entry], store: ResultsStore, device: str, checkpoint_dir: Path, progress: bool) -> None:
-    """Train (or resume, or load) the group's model once, then evaluate and store each entry."""
+def _run_group(group: list[Entry], store: ResultsStore | None, device: str, checkpoint_dir: Path, progress: bool) -> None:
+    """Train (or resume, or load) the group's model once, then evaluate and store each entry.
+
+    Distributed: every rank trains (DDP) and evaluates (its shard); rank 0, the only one with a store,
+    measures complexity and speed and writes the records.
+    """
     import models
     from bench.train import train
 
@@ -167,8 +238,9 @@ def _run_group(group: list[Entry], store: ResultsStore, device: str, checkpoint_
     begin = time.perf_counter()
     torch.manual_seed(first.seed)
     runner = task_runner(first.suite.task, first.source)
-    model = models.build(first.row.model, **runner.build_options(first.train))
-    training_set, collate = runner.training_set(first.train, first.seed)
+    with distributed.main_first():  # rank 0 exports shared files (the COCO export of synthetic data) first
+        model = models.build(first.row.model, **runner.build_options(first.train))
+        training_set, collate = runner.training_set(first.train, first.seed)
     train(model, training_set, collate, first.train, checkpoint_dir, device=device, progress=progress,
           description=f"{first.row.model} (seed {first.seed})")
     accuracy: dict[tuple | None, dict] = {}  # by evaluation size: rows sharing a model share its scores
@@ -179,20 +251,113 @@ def _run_group(group: list[Entry], store: ResultsStore, device: str, checkpoint_
             if entry.eval_size not in accuracy:
                 accuracy[entry.eval_size] = runner.evaluate(model, device, entry.budget, entry.eval_size, progress=progress)
             metrics.update(accuracy[entry.eval_size])
+        if store is None:
+            continue
         if wanted_complexity:
             metrics.update(_complexity(store, entry, model, device, wanted_complexity))
         # duration: from the start of the group (training included) to the end of this entry
         store.add(_record(entry, metrics, started_at, time.perf_counter() - begin, device))
-    if not first.budget.keep_weights:
+    if not first.budget.keep_weights and distributed.is_main():
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+# --- Slurm ---------------------------------------------------------------------------------------------
+
+
+def _submit_groups(
+    groups: dict[str, list[Entry]], summary: RunSummary, options: SlurmOptions, results: Path,
+    sources: list[DataSource], **arguments,
+) -> None:
+    """Submit one job per training group; with `options.wait`, wait and fold the jobs' outcomes into
+    `summary` (a failed job's entries are listed as failed; a re-run resubmits only what is missing)."""
+    executor = _executor(options, results)
+    if not groups:
+        return
+    _prepare_shared_data(groups, sources)
+    data = ["synthetic" if s.kind == "synthetic" else f"{s.kind}={s.root}" for s in sources]
+    suites = [str(Path(name).resolve()) if name.endswith((".yaml", ".yml")) else name for name in arguments.pop("suites") or []]
+    jobs = []
+    with executor.batch():
+        for key in groups:
+            job_arguments = dict(arguments, suites=suites or None, data=data, results=results, training_keys=[key])
+            jobs.append(executor.submit(run_cluster_job, job_arguments))
+    summary.jobs = [job.job_id for job in jobs]
+    log.info("submitted %d job(s): %s", len(jobs), ", ".join(summary.jobs))
+    if not options.wait:
+        return
+    for job, group in zip(jobs, groups.values()):
+        try:
+            outcome = job.results()[0]  # task 0 (rank 0) of the job; results() waits for every task
+        except Exception as error:  # submitit raises its own types for failed, cancelled or timed-out jobs
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            summary.failed.extend(f"{e.suite.name}/{e.row.row} (seed {e.seed}): job {job.job_id} failed: {reason}" for e in group)
+            continue
+        summary.ran += outcome["ran"]
+        summary.failed.extend(outcome["failed"])
+
+
+def _executor(options: SlurmOptions, results: Path):
+    """A submitit executor for `options` (a UserError when submitit or, for Slurm, sbatch is missing)."""
+    try:
+        import submitit
+    except ImportError:
+        raise UserError("--launcher slurm needs submitit: pip install 'alignbench[slurm]'") from None
+    if options.executor not in ("slurm", "local"):
+        raise UserError(f"--slurm-executor must be slurm or local, got {options.executor!r}")
+    if options.executor == "slurm" and shutil.which("sbatch") is None:
+        raise UserError("--launcher slurm: sbatch not found on PATH (submit from a Slurm login node)")
+    if options.executor == "local" and options.nodes != 1:
+        raise UserError(f"--nodes {options.nodes}: the local executor runs on one node")
+    folder = Path(options.folder) if options.folder else results.parent / "slurm"
+    executor = submitit.AutoExecutor(folder=folder / "%j", cluster=options.executor)
+    parameters = {
+        "name": "alignbench", "timeout_min": options.time_min, "nodes": options.nodes,
+        "tasks_per_node": options.tasks, "gpus_per_node": options.gpus_per_node,
+    }
+    if options.cpus_per_task:
+        parameters["cpus_per_task"] = options.cpus_per_task
+    if options.partition:
+        parameters["slurm_partition"] = options.partition
+    if options.extra:
+        parameters["slurm_additional_parameters"] = dict(options.extra)
+    executor.update_parameters(**parameters)
+    return executor
+
+
+def _prepare_shared_data(groups: dict[str, list[Entry]], sources: list[DataSource]) -> None:
+    """Export the synthetic scenes' COCO files before any job starts, so that concurrent jobs only read."""
+    from bench.tasks import coco_split
+
+    for source, task in {(e.source, e.suite.task) for group in groups.values() for e in group}:
+        if source.kind == "synthetic" and task != "semantic":
+            for split in ("train", "val"):
+                coco_split(source, split)
+
+
+def run_cluster_job(arguments: dict) -> dict:
+    """What one Slurm job runs: `run_all` for its training group, over all its tasks (one process group).
+
+    Entries already in the store are skipped, so a requeued or re-submitted job resumes.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if distributed.export_submitit_env():
+        distributed.init_from_env(arguments.get("device"))
+    try:
+        summary = run_all(**arguments, progress=False, report=False, launcher="local")
+    finally:
+        distributed.shutdown()
+    return asdict(summary)
 
 
 def _complexity(store: ResultsStore, entry: Entry, model, device: str, wanted: set[str]) -> dict:
     """Params and GMACs (cached per model and input size) and, if asked, speed on `device`."""
-    from bench.profiling import complexity_at, measure_latency
+    from bench.profiling import complexity_at, measure_latency, parameter_count
 
     figures = store.complexity(entry.row.model, entry.input_size)
-    if figures is None:
+    if figures is None and "gflops" not in wanted:
+        # Parameters alone need no trace (a FLOP trace of a large model at the paper's size takes minutes on a CPU).
+        figures = {"params_m": parameter_count(entry.row.model) / 1e6}
+    elif figures is None:
         counted = complexity_at(entry.row.model, entry.input_size)
         figures = {"params_m": counted.params_m, "gflops": counted.gmacs, "other_gops": counted.other_ops / 1e9}
         store.add_complexity(entry.row.model, entry.input_size, figures)

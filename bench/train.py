@@ -4,6 +4,9 @@ Batches are a pure function of (seed, iteration): sample k of the run is drawn a
 generator seeded by (seed, k). A run killed at any point therefore resumes from its last checkpoint and
 continues exactly as if it had never stopped. Checkpoints are written atomically (temporary file +
 rename) every `checkpoint_every` iterations; `final.pt` marks a finished run.
+
+Under torch.distributed (torchrun, or a Slurm job) the model is wrapped in DistributedDataParallel and
+`config.batch_size` is the total batch over all ranks: see `train`.
 """
 
 from __future__ import annotations
@@ -136,6 +139,44 @@ def to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
+def per_rank_batch(total: int, world: int) -> int:
+    """The batch each of `world` ranks takes so that together they make the `total` batch."""
+    if total % world:
+        raise UserError(
+            f"the total batch of {total} images cannot be split evenly over {world} processes; "
+            f"use a process count that divides {total}"
+        )
+    return total // world
+
+
+class RankSampler(torch.utils.data.Sampler):
+    """Sample indices of this rank for iterations start..iterations-1: global batch t holds samples
+    t * total .. t * total + total - 1 and rank r takes its r-th slice of `per_rank` of them."""
+
+    def __init__(self, start: int, iterations: int, total: int, rank: int, per_rank: int) -> None:
+        self.start, self.iterations, self.total, self.rank, self.per_rank = start, iterations, total, rank, per_rank
+
+    def __len__(self) -> int:
+        return (self.iterations - self.start) * self.per_rank
+
+    def __iter__(self):
+        for iteration in range(self.start, self.iterations):
+            first = iteration * self.total + self.rank * self.per_rank
+            yield from range(first, first + self.per_rank)
+
+
+class _LossForward(nn.Module):
+    """DDP synchronises gradients for what runs inside its forward(); our models train through
+    `loss(inputs, targets)`, so this wrapper's forward calls it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs, targets):
+        return self.model.loss(inputs, targets)
+
+
 @dataclass
 class TrainingOutcome:
     iterations: int  # iterations run by this call (0 when the run had already finished)
@@ -158,14 +199,31 @@ def train(
 
     Resumes from `checkpoint_dir/last.pt`; returns at once when `checkpoint_dir/final.pt` exists. The
     trained weights are in `model` on return and in `final.pt`.
+
+    Distributed (torch.distributed initialised with W > 1 ranks): `config.batch_size` is the total batch
+    B of one iteration, the batch the recipe's learning rate is stated for; each rank takes B / W samples
+    of it (an error when W does not divide B) and DistributedDataParallel averages the gradients, so an
+    iteration sees the same B samples as one process would. The learning rate follows the linear scaling
+    rule lr = lr_recipe * B / B_recipe (Goyal et al. 2017), which `Budget.apply` already applied when a
+    budget changed B; the number of processes does not change B and therefore not the learning rate.
+    On CUDA, BatchNorm layers become SyncBatchNorm so that their statistics cover the total batch as in
+    the papers' multi-GPU training. Only rank 0 writes checkpoints; every rank resumes from them (the
+    checkpoint folder must be on a filesystem all ranks share).
     """
     from tqdm import tqdm
+
+    from bench import distributed
 
     checkpoint_dir = Path(checkpoint_dir)
     torch_device = torch.device(device)
     model.to(torch_device)
-    if (checkpoint_dir / FINAL).exists():
+    world, rank = distributed.world_size(), distributed.rank()
+    per_rank = per_rank_batch(config.batch_size, world)
+    finished = (checkpoint_dir / FINAL).exists()
+    distributed.check_same_on_all_ranks(finished, f"whether {checkpoint_dir / FINAL} exists")
+    if finished:
         load_weights(model, checkpoint_dir / FINAL)
+        model.eval()  # as after training
         return TrainingOutcome(0, config.iterations, None)
     if config.freeze_backbone and hasattr(model, "backbone"):
         for parameter in model.backbone.parameters():
@@ -182,11 +240,24 @@ def train(
         scaler.load_state_dict(state["scaler"])
         start = int(state["iteration"])
         log.info("%s: resuming at iteration %d of %d", description, start, config.iterations)
+    distributed.check_same_on_all_ranks(start, f"the iteration to resume from in {checkpoint_dir}")
+    step = model.loss  # the loss of a batch; under DDP through its forward, which synchronises gradients
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if torch_device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        # find_unused_parameters: some models leave parameters out of the loss (e.g. heads of another task)
+        gpu = None
+        if torch_device.type == "cuda":
+            gpu = [torch.cuda.current_device() if torch_device.index is None else torch_device.index]
+        step = DistributedDataParallel(_LossForward(model), device_ids=gpu, find_unused_parameters=True)
+        log.info("%s: rank %d of %d, %d of the %d images per iteration", description, rank, world, per_rank, config.batch_size)
     model.train()
     batches = torch.utils.data.DataLoader(
         training_set,
-        batch_size=config.batch_size,
-        sampler=range(start * config.batch_size, config.iterations * config.batch_size),
+        batch_size=per_rank,
+        sampler=RankSampler(start, config.iterations, config.batch_size, rank, per_rank),
         collate_fn=collate,
         num_workers=workers,
         pin_memory=torch_device.type == "cuda",
@@ -198,26 +269,29 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = config.lr_at(iteration)
         with autocast:
-            losses = model.loss(to_device(inputs, torch_device), to_device(targets, torch_device))
+            losses = step(to_device(inputs, torch_device), to_device(targets, torch_device))
             loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"{description}: loss became {float(loss)} at iteration {iteration}")
+        mean_loss = distributed.all_reduce_mean(loss.detach())  # every rank takes the same decision below
+        if not torch.isfinite(mean_loss):
+            raise RuntimeError(f"{description}: loss became {float(mean_loss)} at iteration {iteration}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        last_loss = loss.detach().item()
+        last_loss = mean_loss.item()
         bar.update()
         bar.set_postfix(loss=f"{last_loss:.3f}")
         done = iteration + 1
-        if done < config.iterations and done % config.checkpoint_every == 0:
+        if done < config.iterations and done % config.checkpoint_every == 0 and rank == 0:
             save_atomic(
                 {"iteration": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scaler": scaler.state_dict(), "config": config.to_json()},
                 checkpoint_dir / LAST,
             )
     bar.close()
-    save_atomic({"iteration": config.iterations, "model": model.state_dict(), "config": config.to_json()}, checkpoint_dir / FINAL)
-    (checkpoint_dir / LAST).unlink(missing_ok=True)
+    if rank == 0:
+        save_atomic({"iteration": config.iterations, "model": model.state_dict(), "config": config.to_json()}, checkpoint_dir / FINAL)
+        (checkpoint_dir / LAST).unlink(missing_ok=True)
+    distributed.barrier()  # final.pt exists for every rank once train returns
     model.eval()
     return TrainingOutcome(config.iterations - start, start, last_loss if last_loss is None or math.isfinite(last_loss) else None)

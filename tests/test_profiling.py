@@ -47,6 +47,29 @@ def test_convolution_and_matmul_macs_match_pytorch_flop_counter(name):
     assert ours_matmul * 2 == matmul
 
 
+@pytest.mark.parametrize("transformer", ["self", "grounding"])
+def test_attention_macs_match_pytorch_flop_counter(transformer):
+    """FPT's attention runs through F.scaled_dot_product_attention (one operator for fvcore, which we
+    cost as its two products); FlopCounterMode sees the CPU math path as bmm's, 2 FLOPs per MAC."""
+    from models.necks.fpt import GroundingTransformer, SelfTransformer
+
+    torch.manual_seed(0)
+    fine, coarse = torch.rand(1, 32, 6, 10), torch.rand(1, 32, 3, 5)
+    if transformer == "self":
+        module, inputs = SelfTransformer(32, parts=2).eval(), (fine,)
+    else:
+        module, inputs = GroundingTransformer(32, parts=4).eval(), (fine, coarse)
+    ours = count_flops(module, (6, 10), inputs)
+    assert ours.uncounted_ops == {} and ours.macs_by_op["scaled_dot_product_attention"] > 0
+    theirs = _torch_counts(module, inputs)
+    assert ours.macs_by_op["scaled_dot_product_attention"] * 2 == theirs["bmm"]
+    # per MoS part n: scores over C/N channels (GT: one more, the -||k||^2 column of its Euclidean scores)
+    # and values over all C channels (v is not split)
+    queries, keys, parts = (60, 60, 2) if transformer == "self" else (60, 15, 4)
+    score_channels = 32 // parts + (transformer == "grounding")
+    assert ours.macs_by_op["scaled_dot_product_attention"] == queries * keys * parts * (score_channels + 32)
+
+
 def test_deformable_convolution_counts_convolution_plus_bilinear_sampling():
     layer = ModulatedDeformConv2d(16, 32, 3, deformable_groups=8).eval()
     x = torch.rand(1, 16, 10, 12)
@@ -100,13 +123,6 @@ def test_profile_cli_table_json_and_errors(cli):
     table = cli("profile", "rt_fapn_r18", "--input", "64x128", "--device", "cpu", "--iters", "2", "--warmup", "1")
     assert table.returncode == 0, table.stderr
     assert "GMACs" in table.stdout and "what the papers call GFLOPs" in table.stdout and "CPU" in table.stdout
-    everything = cli("profile", "--all", "--task", "semantic", "--input", "64x128", "--json")
-    assert everything.returncode == 0, everything.stderr
-    rows = json.loads(everything.stdout)
-    assert {row["name"] for row in rows} == {info.name for info in models.list_models("semantic")}
-    assert all(row["uncounted_ops"] == {} and row["latency"] is None for row in rows)
-    fapn = next(row for row in rows if row["name"] == "rt_fapn_r18")
-    assert math.isclose(fapn["params_m"], models.measured_params("rt_fapn_r18") / 1e6)
     for args, message in [
         (("profile", "no_such_model"), "unknown model"),
         (("profile",), "give a MODEL name or --all"),
@@ -115,3 +131,19 @@ def test_profile_cli_table_json_and_errors(cli):
     ]:
         result = cli(*args)
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_profile_all_lists_every_model_of_the_task(monkeypatch, capsys):
+    """`--all --task T` profiles whatever the registry lists for T (restricted here to three models: every
+    model's counts are covered by test_every_registered_model_has_every_operator_counted)."""
+    from bench.cli import main
+
+    everything = models.list_models
+    chosen = {"rt_fpn_r18", "rt_fapn_r18", "sfnet_r18_fcn"}
+    monkeypatch.setattr(models, "list_models", lambda task=None: [i for i in everything(task) if i.name in chosen])
+    assert main(["profile", "--all", "--task", "semantic", "--input", "64x128", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["name"] for row in rows} == chosen
+    assert all(row["uncounted_ops"] == {} and row["latency"] is None for row in rows)
+    fapn = next(row for row in rows if row["name"] == "rt_fapn_r18")
+    assert math.isclose(fapn["params_m"], models.measured_params("rt_fapn_r18") / 1e6)

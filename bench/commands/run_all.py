@@ -1,15 +1,55 @@
-"""`alignbench run-all`: every suite, trained and evaluated, into the results store, then the report."""
+"""`alignbench run-all`: every suite, trained and evaluated, into the results store, then the report.
+
+Under torchrun (`torchrun --nproc-per-node N -m bench run-all ...`) the ranks train with DDP and share the
+evaluation; `--launcher slurm` submits the pending work as Slurm jobs instead (submitit).
+"""
 
 from __future__ import annotations
 
-from bench.commands.common import seed_list
+import argparse
+
+from bench.commands.common import non_negative_int, positive_int, seed_list
+
+# the options that only mean something with --launcher slurm, and their "not given" values
+_SLURM_ONLY = {"partition": None, "gpus_per_node": None, "nodes": None, "tasks_per_node": None,
+               "cpus_per_task": None, "time": None, "slurm_extra": None, "slurm_folder": None,
+               "slurm_executor": None, "no_wait": False}
+
+
+def slurm_time(text: str) -> int:
+    """A job time limit -> whole minutes: '90' (minutes), 'H:MM:SS' or 'D-HH:MM:SS'."""
+    days, _, clock = text.strip().rpartition("-")
+    try:
+        parts = [int(part) for part in clock.split(":")]
+        day_count = int(days) if days else 0
+    except ValueError:
+        parts, day_count = [], 0
+    if not days and len(parts) == 1:
+        minutes = parts[0]
+    elif len(parts) == 3:
+        hours, mins, seconds = parts
+        minutes = day_count * 24 * 60 + hours * 60 + mins + (1 if seconds else 0)
+    else:
+        raise argparse.ArgumentTypeError(f"expected minutes, H:MM:SS or D-HH:MM:SS, got {text!r}")
+    if minutes < 1 or day_count < 0 or min(parts) < 0:
+        raise argparse.ArgumentTypeError(f"time limit must be positive, got {text!r}")
+    return minutes
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, separator, value = text.partition("=")
+    if not separator or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as account=abc, got {text!r}")
+    return key.strip(), value
 
 
 def register(subparsers) -> None:
     run_all = subparsers.add_parser(
         "run-all",
         help="run every suite (default: synthetic data, smoke budget, best device) and write the report",
-        description="Entries already complete in the results store are skipped: a re-run resumes.",
+        description="Entries already complete in the results store are skipped: a re-run resumes. "
+        "Under torchrun the processes train with DDP and share the evaluation; --launcher slurm submits "
+        "one Slurm job per pending training group instead.",
     )
     run_all.add_argument("--suite", action="append", help="run only this suite (repeatable; see bench/suites/)")
     run_all.add_argument("--data", action="append",
@@ -20,15 +60,59 @@ def register(subparsers) -> None:
     run_all.add_argument("--seeds", type=seed_list, default=[0], help="comma-separated seeds (default 0)")
     run_all.add_argument("--out", help="report folder parent (default: beside the results database)")
     run_all.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    run_all.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                         help="local: run here (default; under torchrun: all its processes); slurm: submit jobs (needs submitit)")
+    slurm = run_all.add_argument_group("Slurm (--launcher slurm)")
+    slurm.add_argument("--partition", help="Slurm partition")
+    slurm.add_argument("--gpus-per-node", type=non_negative_int, help="GPUs per node and job (default 1)")
+    slurm.add_argument("--nodes", type=positive_int, help="nodes per job (default 1)")
+    slurm.add_argument("--tasks-per-node", type=positive_int, help="processes per node (default: one per GPU)")
+    slurm.add_argument("--cpus-per-task", type=positive_int, help="CPU cores per process")
+    slurm.add_argument("--time", type=slurm_time, help="time limit per job: minutes, H:MM:SS or D-HH:MM:SS (default 1-00:00:00)")
+    slurm.add_argument("--slurm-extra", type=key_value, action="append", metavar="KEY=VALUE",
+                       help="another sbatch option, e.g. account=abc or qos=high (repeatable)")
+    slurm.add_argument("--slurm-folder", help="job scripts and logs (default: <results folder>/slurm)")
+    slurm.add_argument("--slurm-executor", choices=("slurm", "local"),
+                       help="'local' runs the jobs as local processes with submitit's LocalExecutor (testing)")
+    slurm.add_argument("--no-wait", action="store_true", help="submit and return; re-run run-all later to see progress")
     run_all.set_defaults(handler=run)
+
+
+def slurm_options(args):
+    """The SlurmOptions of the command line (refusing Slurm options without --launcher slurm)."""
+    from pathlib import Path
+
+    from bench.errors import UserError
+    from bench.runall import SlurmOptions
+
+    given = [name for name, unset in _SLURM_ONLY.items() if getattr(args, name) != unset]
+    if args.launcher != "slurm":
+        if given:
+            raise UserError(f"--{given[0].replace('_', '-')}: only with --launcher slurm")
+        return None
+    return SlurmOptions(
+        partition=args.partition,
+        gpus_per_node=1 if args.gpus_per_node is None else args.gpus_per_node,
+        nodes=args.nodes or 1,
+        tasks_per_node=args.tasks_per_node,
+        cpus_per_task=args.cpus_per_task,
+        time_min=args.time or 24 * 60,
+        extra=dict(args.slurm_extra or []),
+        folder=Path(args.slurm_folder).resolve() if args.slurm_folder else None,
+        executor=args.slurm_executor or "slurm",
+        wait=not args.no_wait,
+    )
 
 
 def run(args) -> int:
     import sys
     from pathlib import Path
 
+    from bench import distributed
     from bench.runall import run_all
 
+    slurm = slurm_options(args)
+    distributed.init_from_env(args.device)  # a no-op unless started by torchrun with several processes
     summary = run_all(
         suites=[name for value in args.suite or [] for name in value.split(",") if name] or None,
         data=args.data or ["synthetic"],
@@ -39,16 +123,26 @@ def run(args) -> int:
         out_dir=Path(args.out) if args.out else None,
         progress=sys.stderr.isatty(),
         report=not args.no_report,
+        launcher=args.launcher,
+        slurm=slurm,
     )
+    main = distributed.is_main()
+    distributed.barrier()  # the other ranks wait for rank 0's report
+    distributed.shutdown()
+    if not main:
+        return 0
     print(
         f"run-all: {summary.planned} entries, {summary.completed_before} already complete, {summary.ran} run, "
         f"{len(summary.failed)} failed, {summary.seconds / 60:.1f} min"
     )
+    if summary.jobs:
+        waited = slurm is None or slurm.wait
+        print(f"{'ran' if waited else 'submitted'} {len(summary.jobs)} job(s): {', '.join(summary.jobs)}")
     for line in summary.skipped:
         print(f"  skipped {line}")
     for line in summary.failed:
         print(f"  FAILED {line}")
-    if not args.no_report:
+    if not args.no_report and (slurm is None or slurm.wait):
         report = Path(args.out) if args.out else Path(args.results).parent
         print(f"report: {report / 'report' / 'report.md'} (.tex, .html)")
     return 1 if summary.failed else 0

@@ -1,4 +1,8 @@
-"""`alignbench train`: train (or resume) one registered model and evaluate it; or evaluate local weights."""
+"""`alignbench train`: train (or resume) one registered model and evaluate it; or evaluate local weights.
+
+Under torchrun (`torchrun --nproc-per-node N -m bench train MODEL ...`) the processes train with DDP (the
+recipe's total batch split over them) and share the evaluation; rank 0 prints and writes --json.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ def run_train(args) -> int:
     from pathlib import Path
 
     import models
+    from bench import distributed
     from bench.errors import UserError
     from bench.io import write_json_atomic
     from bench.recipes import budget as get_budget
@@ -38,6 +43,8 @@ def run_train(args) -> int:
     from bench.tasks import resolve_data, task_runner
     from bench.train import load_weights, train
 
+    import torch
+
     try:
         info = models.get_info(args.model)
     except ValueError as error:
@@ -46,23 +53,35 @@ def run_train(args) -> int:
     config = training_config(recipe, args.budget, None)
     budget = get_budget(args.budget)
     device = args.device or default_device()
-    sources = [s for s in resolve_data([args.data], progress=sys.stderr.isatty()) if s.supports(info.task)]
-    if not sources:
-        raise UserError(f"--data {args.data}: holds no {info.task} data")
-    runner = task_runner(info.task, sources[0])
-    model = models.build(args.model, **runner.build_options(config))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine")
+    distributed.init_from_env(device)  # a no-op unless started by torchrun with several processes
+    device = distributed.rank_device(device)
+    progress = sys.stderr.isatty() and distributed.is_main()
+    with distributed.main_first():  # rank 0 generates / exports shared data, the others then read it
+        sources = [s for s in resolve_data([args.data], progress=progress) if s.supports(info.task)]
+        if not sources:
+            raise UserError(f"--data {args.data}: holds no {info.task} data")
+        runner = task_runner(info.task, sources[0])
+        options = runner.build_options(config)
+    torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+    model = models.build(args.model, **options)
     if args.weights:
         load_weights(model, args.weights)
     if not args.eval_only:
         key = hashlib.sha256(json.dumps([args.model, sources[0].description, config.to_json(), args.seed,
                                          args.weights], sort_keys=True).encode()).hexdigest()[:12]
-        import torch
-
         torch.manual_seed(args.seed)
-        training_set, collate = runner.training_set(config, args.seed)
+        with distributed.main_first():
+            training_set, collate = runner.training_set(config, args.seed)
         train(model, training_set, collate, config, Path(args.out) / f"{args.model}-{key}", device=device,
-              progress=sys.stderr.isatty(), description=args.model)
-    metrics = runner.evaluate(model, device, budget, progress=sys.stderr.isatty())
+              progress=progress, description=args.model)
+    metrics = runner.evaluate(model, device, budget, progress=progress)
+    main = distributed.is_main()
+    distributed.barrier()
+    distributed.shutdown()
+    if not main:
+        return 0
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     for key, value in scalars.items():
         print(f"{key:>10s}  {value:.4f}" if isinstance(value, float) else f"{key:>10s}  {value}")

@@ -26,12 +26,18 @@ def evaluate_semantic_model(
 ) -> SemanticAccumulator:
     """Predict every frame at `input_size` (default: its own size), downscaled further so that its longer
     side is at most `max_side`; upsample the logits to the ground-truth size and accumulate train-id
-    predictions on the model's device."""
+    predictions on the model's device.
+
+    Under torch.distributed each rank predicts its shard (frame i on rank i % world) and the returned
+    accumulator, on every rank, is the exact merge of all shards.
+    """
     from tqdm import tqdm
+
+    from bench import distributed
 
     model.eval().to(device)
     accumulator = SemanticAccumulator(bands=bands, pred_ids="train")
-    for frame in tqdm(frames, desc="evaluating", unit="img", disable=not progress, leave=False):
+    for frame in tqdm(distributed.shard(frames), desc="evaluating", unit="img", disable=not progress, leave=False):
         sample = read_frame(frame)
         image = image_to_tensor(sample.image)[None].to(device)
         height, width = sample.label_ids.shape
@@ -50,7 +56,7 @@ def evaluate_semantic_model(
             torch.from_numpy(sample.label_ids).to(device),
             torch.from_numpy(sample.instance_ids).to(device),
         )
-    return accumulator
+    return distributed.merge_accumulators(accumulator)
 
 
 def semantic_metrics(result: SemanticResult) -> dict:

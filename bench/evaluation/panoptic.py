@@ -155,12 +155,24 @@ def _evaluate_chunk(categories: tuple[PanopticCategory, ...], pairs: Sequence[Pa
 def evaluate_panoptic_pairs(
     categories: Sequence[PanopticCategory], pairs: Sequence[PanopticPair], workers: int = 1, progress: bool = False
 ) -> PanopticAccumulator:
-    """Accumulate all pairs, in this process (workers=1) or in `workers` processes."""
-    from tqdm import tqdm
+    """Accumulate all pairs, in this process (workers=1) or in `workers` processes.
+
+    Under torch.distributed each rank accumulates its shard (pair i on rank i % world, with `workers`
+    processes of its own) and every rank returns the exact merge of all shards.
+    """
+    from bench import distributed
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
-    categories = tuple(categories)
+    local = _evaluate_local(tuple(categories), distributed.shard(pairs), workers, progress)
+    return distributed.merge_accumulators(local)
+
+
+def _evaluate_local(
+    categories: tuple[PanopticCategory, ...], pairs: Sequence[PanopticPair], workers: int, progress: bool
+) -> PanopticAccumulator:
+    from tqdm import tqdm
+
     bar = tqdm(total=len(pairs), desc="evaluating", unit="img", disable=not progress)
     accumulator = PanopticAccumulator(categories)
     if workers == 1 or len(pairs) < 2:

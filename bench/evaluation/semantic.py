@@ -101,11 +101,23 @@ def _evaluate_chunk(pairs: Sequence[EvalPair], config: SemanticEvalConfig) -> Se
 def evaluate_pairs(
     pairs: Sequence[EvalPair], config: SemanticEvalConfig, workers: int = 1, progress: bool = False
 ) -> SemanticAccumulator:
-    """Accumulate all pairs, in this process (workers=1) or in `workers` processes."""
-    from tqdm import tqdm
+    """Accumulate all pairs, in this process (workers=1) or in `workers` processes.
+
+    Under torch.distributed each rank accumulates its shard (pair i on rank i % world, with `workers`
+    processes of its own) and every rank returns the exact merge of all shards.
+    """
+    from bench import distributed
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    return distributed.merge_accumulators(_evaluate_local(distributed.shard(pairs), config, workers, progress))
+
+
+def _evaluate_local(
+    pairs: Sequence[EvalPair], config: SemanticEvalConfig, workers: int, progress: bool
+) -> SemanticAccumulator:
+    from tqdm import tqdm
+
     bar = tqdm(total=len(pairs), desc="evaluating", unit="img", disable=not progress)
     if workers == 1 or len(pairs) < 2:
         accumulator = config.accumulator()

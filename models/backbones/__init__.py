@@ -1,5 +1,21 @@
-"""Bottom-up backbones returning C2..C5 feature maps."""
+"""Bottom-up backbones returning C2..C5 feature maps (DFNet: C3..C5)."""
 
-from models.backbones.resnet import RESNET_DEPTHS, BackboneWeightsError, ResNetBackbone, load_resnet_weights
+from models.backbones.dfnet import DFNetBackbone
+from models.backbones.resnet import (
+    RESNET_DEPTHS,
+    BackboneWeightsError,
+    ResNetBackbone,
+    load_backbone_weights,
+    load_resnet_weights,
+)
+from models.backbones.shufflenet import ShuffleNetV2Backbone
 
-__all__ = ["RESNET_DEPTHS", "BackboneWeightsError", "ResNetBackbone", "load_resnet_weights"]
+__all__ = [
+    "RESNET_DEPTHS",
+    "BackboneWeightsError",
+    "DFNetBackbone",
+    "ResNetBackbone",
+    "ShuffleNetV2Backbone",
+    "load_backbone_weights",
+    "load_resnet_weights",
+]

@@ -4,6 +4,15 @@ The module keeps torchvision's attribute names (conv1, bn1, layer1..layer4), so 
 state dict loads as is (its classifier `fc.*` is dropped). Nothing is ever downloaded: `weights` is a
 local file.
 
+Options used by other papers' backbones:
+- `deep_stem=True`: the "deep stem" of the SFNet authors' ResNets (SFSegNets network/resnet_d.py): conv1 is
+  three 3x3 convs 3->64 (stride 2), 64->64, 64->128, with BN + ReLU after the first two; bn1 normalises the
+  128 channels; after the max-pool, layer1's first block takes 128 channels (with a 1x1 projection shortcut).
+  Attribute names follow that code (conv1.0, conv1.1, conv1.3, conv1.4, conv1.6, bn1), so its deep-stem
+  checkpoints load as torchvision-format ones do. New convs use its kaiming-normal (fan_out) init.
+- `output_stride=8` (or 16): torchvision's replace_stride_with_dilation, the "dilated ResNet" of FPT's
+  segmentation models (layer3 dilation 2, layer4 dilation 4; Bottleneck depths only).
+
 BatchNorm: FaPN keeps "the weights of the batch normalization layers derived from the ImageNet
 pre-trained models" frozen (FaPN supplementary section 1 / appendix A). By default (`frozen_bn=None`)
 the backbone therefore uses FrozenBatchNorm2d when `weights` are loaded, and ordinary trainable
@@ -53,6 +62,8 @@ class ResNetBackbone(nn.Module):
             None: frozen exactly when `weights` is given.
         freeze_stem: stop gradients into conv1 / bn1.
         weights: path of a local torchvision-format state dict to load (None: random initialisation).
+        deep_stem: the SFNet deep stem (see the module docstring).
+        output_stride: 32, 16 or 8; below 32 the last stages are dilated instead of strided.
     """
 
     def __init__(
@@ -62,22 +73,34 @@ class ResNetBackbone(nn.Module):
         frozen_bn: bool | None = None,
         freeze_stem: bool = False,
         weights: str | Path | None = None,
+        deep_stem: bool = False,
+        output_stride: int = 32,
     ) -> None:
         super().__init__()
         if depth not in _BUILDERS:
             raise ValueError(f"depth: ResNet depth must be one of {RESNET_DEPTHS}, got {depth!r}")
+        dilate = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
+        if output_stride not in dilate:
+            raise ValueError(f"output_stride: expected 32, 16 or 8, got {output_stride!r}")
+        if output_stride != 32 and depth < 50:
+            raise ValueError(f"output_stride {output_stride} needs a Bottleneck ResNet (depth 50 or 101), got {depth}")
         self.depth = depth
+        self.deep_stem = deep_stem
         if frozen_bn is None:
             frozen_bn = weights is not None
         self.frozen_bn = frozen_bn
         norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-        net = _BUILDERS[depth](weights=None, norm_layer=norm_layer)
+        net = _BUILDERS[depth](weights=None, norm_layer=norm_layer, replace_stride_with_dilation=dilate[output_stride])
+        if deep_stem:
+            _make_deep_stem(net, norm_layer)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         widths = (64, 128, 256, 512)
         expansion = 4 if depth >= 50 else 1
         self.out_channels: dict[str, int] = {name: width * expansion for name, width in zip(_NAMES, widths)}
-        self.strides: dict[str, int] = {name: 2 ** (index + 2) for index, name in enumerate(_NAMES)}
+        self.strides: dict[str, int] = {
+            name: min(2 ** (index + 2), output_stride) for index, name in enumerate(_NAMES)
+        }
         if weights is not None:
             load_resnet_weights(self, weights)
         if freeze_stem:
@@ -93,6 +116,28 @@ class ResNetBackbone(nn.Module):
         return features
 
 
+def _make_deep_stem(net: torchvision.models.ResNet, norm_layer) -> None:
+    """Replace a torchvision ResNet's 7x7 stem by the SFNet deep stem and widen layer1's input to 128."""
+
+    def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+        return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
+
+    net.conv1 = nn.Sequential(
+        conv3x3(3, 64, stride=2), norm_layer(64), nn.ReLU(inplace=True),
+        conv3x3(64, 64), norm_layer(64), nn.ReLU(inplace=True),
+        conv3x3(64, 128),
+    )
+    net.bn1 = norm_layer(128)
+    first = net.layer1[0]
+    block = type(first)
+    out_channels = 64 * block.expansion
+    shortcut = nn.Sequential(nn.Conv2d(128, out_channels, kernel_size=1, bias=False), norm_layer(out_channels))
+    net.layer1[0] = block(128, 64, downsample=shortcut, norm_layer=norm_layer)
+    for module in [*net.conv1.modules(), *net.layer1[0].modules()]:
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+
 def _short_list(keys: list[str], limit: int = 8) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
@@ -105,6 +150,14 @@ def load_resnet_weights(backbone: ResNetBackbone, path: str | Path) -> None:
     Anything else that does not fit raises BackboneWeightsError listing the missing keys, the unexpected
     keys and the shape mismatches.
     """
+    load_backbone_weights(backbone, path, f"ResNet-{backbone.depth}")
+
+
+def load_backbone_weights(
+    backbone: nn.Module, path: str | Path, description: str, ignored_prefixes: tuple[str, ...] = ("fc.",)
+) -> None:
+    """Load a local state dict into any backbone whose attribute names follow the file's (see
+    `load_resnet_weights`; `description` names the architecture in errors, e.g. "ShuffleNetV2 x1.0")."""
     path = Path(path)
     if not path.is_file():
         raise BackboneWeightsError(f"weights: no such file {str(path)!r}")
@@ -118,7 +171,7 @@ def load_resnet_weights(backbone: ResNetBackbone, path: str | Path) -> None:
         raise BackboneWeightsError(f"weights: {str(path)!r} is not a state dict of tensors")
 
     def relevant(key: str) -> bool:
-        return not key.startswith("fc.") and not key.endswith("num_batches_tracked")
+        return not key.startswith(ignored_prefixes) and not key.endswith("num_batches_tracked")
 
     given = {key: value for key, value in state.items() if relevant(key)}
     expected = {key: value for key, value in backbone.state_dict().items() if relevant(key)}
@@ -137,8 +190,6 @@ def load_resnet_weights(backbone: ResNetBackbone, path: str | Path) -> None:
             problems.append(f"unexpected keys: {_short_list(unexpected)}")
         if mismatched:
             problems.append(f"shape mismatches (file vs model): {_short_list(mismatched)}")
-        raise BackboneWeightsError(
-            f"weights: {str(path)!r} does not fit ResNet-{backbone.depth}: " + "; ".join(problems)
-        )
+        raise BackboneWeightsError(f"weights: {str(path)!r} does not fit {description}: " + "; ".join(problems))
     backbone.load_state_dict(given, strict=False)
-    logger.info("loaded ResNet-%d weights from %s (%d tensors)", backbone.depth, path, len(given))
+    logger.info("loaded %s weights from %s (%d tensors)", description, path, len(given))

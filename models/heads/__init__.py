@@ -3,10 +3,25 @@
 Interface shared by every head: `forward(features) -> logits (B, K, h, w)` at the head's own output
 resolution (the model resizes them to the input), and `losses(features, targets) -> {name: scalar}` with
 `targets` (B, H, W) int64 train ids at the (padded) input resolution, `ignore_index` = 255.
+(SFNet's fusion head and context modules are used by models/sfnet.py, which computes their losses.)
 """
 
+from models.heads.context import ASPP, DenseASPP, NonLocalContext, PyramidPooling, build_context
 from models.heads.pointrend import PointHead, PointRendSemanticHead
 from models.heads.prediction import ConvPredictionHead
 from models.heads.semantic_fpn import SemanticFPNHead
+from models.heads.sfnet import DeepSupervisionHead, SFNetFusionHead
 
-__all__ = ["ConvPredictionHead", "PointHead", "PointRendSemanticHead", "SemanticFPNHead"]
+__all__ = [
+    "ASPP",
+    "ConvPredictionHead",
+    "DeepSupervisionHead",
+    "DenseASPP",
+    "NonLocalContext",
+    "PointHead",
+    "PointRendSemanticHead",
+    "PyramidPooling",
+    "SFNetFusionHead",
+    "SemanticFPNHead",
+    "build_context",
+]

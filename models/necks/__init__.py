@@ -2,10 +2,36 @@
 
 Every neck takes `in_channels` (the backbone's `out_channels` dict), exposes `out_channels` (int) and
 `strides` ({"p2": 4, ...}), and holds no head logic, so that detection heads can use it too.
+(`AlignedFPN`, SFNet's decoder pyramid, and `UFP`, FPT's segmentation pyramid, are segmentation-only.)
 """
 
 from models.necks.fapn import FaPN, FeatureAlignment, FeatureSelection, PostFusionAlignment
 from models.necks.fapn_realtime import RealTimeFaPN
 from models.necks.fpn import FPN
+from models.necks.fpt import (
+    FPT,
+    FeaturePyramidTransformer,
+    GroundingTransformer,
+    RenderingTransformer,
+    SelfTransformer,
+)
+from models.necks.sfnet import AlignedFPN, DeformableAlignment, FlowAlignment
+from models.necks.ufp import UFP
 
-__all__ = ["FPN", "FaPN", "FeatureAlignment", "FeatureSelection", "PostFusionAlignment", "RealTimeFaPN"]
+__all__ = [
+    "FPN",
+    "FPT",
+    "UFP",
+    "AlignedFPN",
+    "DeformableAlignment",
+    "FaPN",
+    "FeatureAlignment",
+    "FeaturePyramidTransformer",
+    "FeatureSelection",
+    "FlowAlignment",
+    "GroundingTransformer",
+    "PostFusionAlignment",
+    "RealTimeFaPN",
+    "RenderingTransformer",
+    "SelfTransformer",
+]

@@ -1,5 +1,6 @@
-"""Custom operators of the model zoo (deformable convolution; the flow warp arrives with SFNet)."""
+"""Custom operators of the model zoo: deformable convolution (FaPN, SFNet Table 2(d)) and flow warping (SFNet)."""
 
 from models.ops.deform import ModulatedDeformConv2d
+from models.ops.flow import base_grid, flow_warp
 
-__all__ = ["ModulatedDeformConv2d"]
+__all__ = ["ModulatedDeformConv2d", "base_grid", "flow_warp"]

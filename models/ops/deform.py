@@ -8,6 +8,9 @@ Facts from the FaPN authors' code (EMI-Group/FaPN, DCNv2/dcn_v2.py, class DCN wi
 - it is zero-initialised, so at initialisation the offsets are 0 and every mask is sigmoid(0) = 0.5;
 - the main weight is uniform in +-1 / sqrt(in_channels * k * k) and the bias is zero.
 
+With `modulated=False` the layer is the original DCN (v1, Dai et al. 2017; SFNet Table 2(d) compares FAM with
+it): the offset conv predicts only the 2 * G * k * k offsets and no mask is applied.
+
 Offset layout (torchvision's): channel 2 * (g * k * k + n) is the vertical (dy) and channel
 2 * (g * k * k + n) + 1 the horizontal (dx) shift of sample n of deformable group g, in pixels.
 """
@@ -22,10 +25,10 @@ from torchvision.ops import deform_conv2d
 
 
 class ModulatedDeformConv2d(nn.Module):
-    """A k x k DCNv2 layer with its own zero-initialised offset / mask predictor.
+    """A k x k DCNv2 layer (DCNv1 with `modulated=False`) with its own zero-initialised offset / mask predictor.
 
     `forward(x, offset_input)` returns `(output, offset, mask)` so that callers can report the offsets
-    and masks (see `models.capture`).
+    and masks (see `models.capture`); `mask` is None when `modulated` is False.
     """
 
     def __init__(
@@ -37,6 +40,7 @@ class ModulatedDeformConv2d(nn.Module):
         deformable_groups: int = 8,
         offset_in_channels: int | None = None,
         bias: bool = True,
+        modulated: bool = True,
     ) -> None:
         super().__init__()
         if in_channels % deformable_groups:
@@ -48,11 +52,13 @@ class ModulatedDeformConv2d(nn.Module):
         self.kernel_size = kernel_size
         self.padding = kernel_size // 2
         self.deformable_groups = deformable_groups
+        self.modulated = modulated
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         samples = deformable_groups * kernel_size * kernel_size
+        predicted = (3 if modulated else 2) * samples
         self.conv_offset_mask = nn.Conv2d(
-            offset_in_channels or in_channels, 3 * samples, kernel_size, padding=self.padding, bias=True
+            offset_in_channels or in_channels, predicted, kernel_size, padding=self.padding, bias=True
         )
         self.reset_parameters()
 
@@ -69,13 +75,15 @@ class ModulatedDeformConv2d(nn.Module):
         nn.init.zeros_(self.conv_offset_mask.weight)
         nn.init.zeros_(self.conv_offset_mask.bias)
 
-    def forward(self, x: torch.Tensor, offset_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, offset_input: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Sample `x` at positions shifted by offsets predicted from `offset_input` (same spatial size)."""
         predicted = self.conv_offset_mask(offset_input)
         # A NaN offset makes torchvision's kernels index outside the input (a segfault on the CPU, an
         # illegal memory access on CUDA) when training diverges; NaN -> 0 keeps the failure a NaN loss.
         offset = torch.nan_to_num(predicted[:, : self.num_offset_channels])
-        mask = torch.sigmoid(predicted[:, self.num_offset_channels :])
+        mask = torch.sigmoid(predicted[:, self.num_offset_channels :]) if self.modulated else None
         output = deform_conv2d(
             x, offset, self.weight, self.bias, padding=(self.padding, self.padding), mask=mask
         )
@@ -84,5 +92,5 @@ class ModulatedDeformConv2d(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"deformable_groups={self.deformable_groups}"
+            f"deformable_groups={self.deformable_groups}, modulated={self.modulated}"
         )

@@ -1,0 +1,284 @@
+"""Helpers for the analysis notebooks (notebooks/*.ipynb): data, a briefly trained model, captured tensors.
+
+The notebooks stay short and run on the CPU in well under a minute because everything here reuses the
+harness: `bench.tasks` resolves the data and draws training batches, `bench.recipes` scales a paper's
+recipe to the `smoke` budget, `bench.train` trains and checkpoints, `bench.evaluation.loop` scores a model,
+`bench.runall` fills a results store, and `models.capture` records what the alignment modules did.
+
+A briefly trained model is trained once and kept in the cache (`$ALIGNBENCH_CACHE/notebooks/`), keyed by
+everything that decides its weights, so the notebooks share it and a re-run loads it in a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import models
+from bench.data.cache import cache_dir
+from bench.data.cityscapes import CityscapesSample, find_frames, read_frame
+from bench.errors import UserError
+from bench.recipes import TrainConfig, training_config
+from bench.tasks import DataSource, SemanticTask, resolve_data
+from bench.train import image_to_tensor, load_weights, train
+from metrics.boundary import DEFAULT_BANDS
+from metrics.semantic import SemanticAccumulator, SemanticResult
+from reports.figures import grid_sample_flow_to_pixels, mean_offset
+
+log = logging.getLogger(__name__)
+
+# The recipe of a model that no built-in suite runs yet, by the model's paper (bench.recipes.RECIPES).
+RECIPE_OF_PAPER = {"FaPN": "fapn_semantic", "SFNet": "sfnet", "FPT": "fpt_semantic"}
+
+# Columns of the before / after alignment figure, in this order, for the tensors a FAM reports
+# (models/necks/fapn.py and models/necks/sfnet.py): name in the capture record -> column title.
+ALIGNMENT_COLUMNS = {
+    "reference": "reference (fine lateral)",
+    "upsampled": "upsampled (before)",
+    "aligned": "aligned (after)",
+    "warped": "warped (after)",
+}
+
+# A two-row suite for the results explorer's demo store: FaPN supplementary Table I's FPN baseline and the
+# final real-time FaPN, measured at a small input size so that the complexity counts take a second.
+DEMO_SUITE = """\
+suite: notebook_demo
+paper: FaPN
+table: Table I
+title: "Notebook demo: real-time FPN vs FaPN (FaPN supplementary Table I rows)"
+task: semantic
+recipe: fapn_realtime
+metrics: [mIoU, band_3, band_5, band_8, band_12, band_mean, params_m]
+compare: {pairs: [[fpn_r18, fam_fsm_concat_r18]]}
+rows:
+  - {row: fpn_r18, model: rt_fpn_r18, input_size: [128, 256]}
+  - {row: fam_fsm_concat_r18, model: rt_fapn_r18, input_size: [128, 256]}
+"""
+
+
+# --- data ------------------------------------------------------------------------------------------------
+
+
+def data_source(data: str | Path = "synthetic") -> DataSource:
+    """'synthetic' (the built-in scenes, generated into the cache on first use, as `run-all` does) or the
+    root folder of a Cityscapes tree ('cityscapes=PATH' works too)."""
+    spec = str(data)
+    if spec != "synthetic" and not spec.startswith("cityscapes="):
+        spec = f"cityscapes={spec}"
+    return resolve_data([spec])[0]
+
+
+def load_sample(source: DataSource, index: int = 0, split: str = "val") -> CityscapesSample:
+    """Frame `index` (sorted by name) of a split: image, label ids, train ids, instance ids."""
+    frames = find_frames(source.root, split)
+    if not 0 <= index < len(frames):
+        raise UserError(f"image index {index}: the {split} split of {source.root} has {len(frames)} frames")
+    return read_frame(frames[index])
+
+
+# --- models ----------------------------------------------------------------------------------------------
+
+
+def recipe_for(name: str) -> str:
+    """The training recipe of a registered model: its built-in suite's, else its paper's semantic recipe."""
+    from bench.suites import default_recipe
+
+    try:
+        return default_recipe(name)
+    except UserError:
+        paper = models.get_info(name).paper
+        if paper not in RECIPE_OF_PAPER:
+            raise UserError(f"{name}: no recipe known for paper {paper!r}; pass recipe=") from None
+        return RECIPE_OF_PAPER[paper]
+
+
+def notebook_config(name: str, budget: str = "smoke", iterations: int | None = None, recipe: str | None = None) -> TrainConfig:
+    """The model's recipe scaled to `budget` (smoke: a few iterations on 64x128 crops, CPU seconds),
+    with `iterations` overriding the budget's count."""
+    config = training_config(recipe or recipe_for(name), budget)
+    if iterations is not None:
+        if iterations < 1:
+            raise UserError(f"iterations must be at least 1, got {iterations}")
+        config = replace(config, iterations=iterations, checkpoint_every=max(1, iterations // 2))
+    return config
+
+
+def _weights_key(name: str, model: nn.Module, options: dict, config: TrainConfig, source: DataSource, seed: int) -> str:
+    """A digest of everything that decides the trained weights, the architecture (parameter names and
+    shapes) included, so that a changed model definition never loads a stale checkpoint."""
+    architecture = [[key, list(value.shape)] for key, value in model.state_dict().items()]
+    payload = {"model": name, "options": options, "train": config.to_json(), "data": source.description,
+               "seed": seed, "architecture": architecture}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def trained_model(
+    name: str,
+    source: DataSource,
+    *,
+    checkpoint: str | Path | None = None,
+    budget: str = "smoke",
+    iterations: int | None = None,
+    recipe: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    options: dict | None = None,
+) -> nn.Module:
+    """A registered semantic model (`models.build(name, **options)`) in eval mode on `device`.
+
+    With `checkpoint` (ours, or a plain state dict) its weights are loaded. Otherwise it is trained by the
+    harness's trainer on `source` with its recipe scaled to `budget` (`notebook_config`), once: the
+    weights are kept in the cache and later calls load them.
+    """
+    options = dict(options or {})
+    if models.get_info(name).task != "semantic":
+        raise UserError(f"{name}: the notebooks show semantic models; this one is a {models.get_info(name).task} model")
+    torch.manual_seed(seed)  # the same initial weights as `run-all` gives this model and seed
+    model = models.build(name, **options)
+    if checkpoint is not None:
+        load_weights(model, checkpoint)
+        return model.to(device).eval()
+    config = notebook_config(name, budget, iterations, recipe)
+    directory = cache_dir() / "notebooks" / f"{name}-{_weights_key(name, model, options, config, source, seed)}"
+    training_set, collate = SemanticTask(source).training_set(config, seed)
+    outcome = train(model, training_set, collate, config, directory, device=device, description=name)
+    if outcome.iterations:
+        log.info("%s: trained %d iterations (last loss %s), weights in %s", name, outcome.iterations, outcome.final_loss, directory)
+    return model.to(device).eval()  # train() leaves a model it only loaded in training mode
+
+
+# --- inference with capture ------------------------------------------------------------------------------
+
+
+@dataclass
+class CapturedRun:
+    """One image through a model: the train-id prediction at the image size and what the FAMs reported."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    logits: torch.Tensor  # (1, classes, H, W), on the CPU
+    prediction: np.ndarray  # (H, W) uint8 train ids
+    record: models.CaptureRecord
+
+
+def run_captured(model: nn.Module, image: np.ndarray, device: str = "cpu") -> CapturedRun:
+    """Predict `image` under `models.capture`, with logits upsampled to the image size (as the evaluator does)."""
+    tensor = image_to_tensor(image)[None].to(device)
+    with torch.inference_mode(), models.capture(model) as record:
+        logits = model.eval()(tensor)
+        if logits.shape[-2:] != tensor.shape[-2:]:
+            logits = F.interpolate(logits, size=tensor.shape[-2:], mode="bilinear", align_corners=False)
+    prediction = logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+    return CapturedRun(image, logits.cpu(), prediction, record)
+
+
+def _levels_fine_to_coarse(record: models.CaptureRecord) -> list[str]:
+    """The record's levels, largest maps first (p2, p3, p4), ties by name."""
+    def size(level: str) -> int:
+        tensor = next(iter(record[level].values()))
+        return int(tensor.shape[-2] * tensor.shape[-1])
+
+    return sorted(record, key=lambda level: (-size(level), level))
+
+
+def alignment_panels(record: models.CaptureRecord, index: int = 0) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, np.ndarray]]:
+    """Columns and flows for `reports.figures.alignment_figure` from one capture (batch element `index`).
+
+    Columns are the reported maps of `ALIGNMENT_COLUMNS`, {title: {level: (C, H, W)}}: for FaPN's FAM the
+    upsampled input and aligned output (FaPN Fig. 6), for SFNet's FAM the plain bilinear upsampling and the
+    warped map (SFNet Fig. 2 / 4), each beside the fine reference. Flows come from `level_flows`.
+    """
+    levels = _levels_fine_to_coarse(record)
+    if not levels:
+        raise ValueError("the capture record is empty: the model has no alignment modules (e.g. plain FPN)")
+    columns: dict[str, dict[str, torch.Tensor]] = {}
+    for key, title in ALIGNMENT_COLUMNS.items():
+        if all(key in record[level] for level in levels):
+            columns[title] = {level: record[level][key][index] for level in levels}
+    return columns, level_flows(record, index)
+
+
+def level_flows(record: models.CaptureRecord, index: int = 0) -> dict[str, np.ndarray]:
+    """{level: (2, H, W) flow (x, y) in pixels of the level's grid}, fine to coarse.
+
+    SFNet's semantic flow is converted from its grid_sample units (`grid_sample_flow_to_pixels`); a
+    deformable conv's offsets (FaPN's FAM, SFNet's DCN variant) are summarised by their mean over the
+    sampling points, weighted by the modulation masks where there are some (`mean_offset`).
+    """
+    flows = {}
+    for level in _levels_fine_to_coarse(record):
+        tensors = record[level]
+        if "flow" in tensors:
+            flows[level] = grid_sample_flow_to_pixels(tensors["flow"][index])
+        elif "offset" in tensors:
+            mask = tensors.get("mask")
+            flows[level] = mean_offset(tensors["offset"][index], None if mask is None else mask[index])
+    return flows
+
+
+def flow_summary(flows: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Per level: grid size and the mean and largest flow magnitude in pixels (rows for a table)."""
+    rows = []
+    for level, flow in flows.items():
+        magnitude = np.hypot(flow[0], flow[1])
+        rows.append({"level": level, "size": f"{flow.shape[1]}x{flow.shape[2]}",
+                     "mean |flow| (px)": float(magnitude.mean()), "max |flow| (px)": float(magnitude.max())})
+    return rows
+
+
+# --- scores ----------------------------------------------------------------------------------------------
+
+
+def image_scores(prediction: np.ndarray, label_ids: np.ndarray, bands: Sequence[int] = ()) -> SemanticResult:
+    """Scores of one image (train-id prediction, label-id ground truth), e.g. the per-image mIoU of FPT Fig. 5."""
+    accumulator = SemanticAccumulator(bands=bands, pred_ids="train")
+    accumulator.update(prediction, label_ids)
+    return accumulator.compute()
+
+
+def evaluate(
+    model: nn.Module,
+    source: DataSource,
+    device: str = "cpu",
+    max_images: int | None = None,
+    max_side: int | None = None,
+    bands: Sequence[int] = DEFAULT_BANDS,
+) -> SemanticResult:
+    """The harness's evaluation of `model` on the first `max_images` frames of the val split (all when None),
+    inputs downscaled so that their longer side is at most `max_side`: per-class IoU, band mIoU, ..."""
+    from bench.evaluation.loop import evaluate_semantic_model
+
+    frames = find_frames(source.root, "val")
+    if max_images:
+        frames = frames[:max_images]
+    return evaluate_semantic_model(model, frames, device, max_side=max_side, bands=bands).compute()
+
+
+# --- results store ---------------------------------------------------------------------------------------
+
+
+def demo_results(path: str | Path | None = None, device: str = "cpu") -> Path:
+    """A tiny results store made by `run-all` itself: `DEMO_SUITE` on the synthetic data, smoke budget.
+
+    Default place: the cache (`notebooks/demo/results.sqlite`). Entries already in the store are skipped,
+    so after the first call (about a CPU minute) this returns at once.
+    """
+    from bench.runall import run_all
+
+    path = Path(path) if path is not None else cache_dir() / "notebooks" / "demo" / "results.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suite = path.parent / "notebook_demo.yaml"
+    suite.write_text(DEMO_SUITE)
+    summary = run_all(suites=[str(suite)], data=["synthetic"], budget="smoke", device=device, results=path,
+                      progress=False, report=False)
+    if summary.failed:
+        raise RuntimeError(f"demo results: {len(summary.failed)} entries failed: {summary.failed[0]}")
+    return path
