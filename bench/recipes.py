@@ -109,6 +109,11 @@ class Budget:
     timing_iterations: int
     keep_weights: bool  # keep trained weights after evaluation (smoke runs delete them: GBs of throwaway files)
     note: str = ""
+    # torchvision R-CNN keywords for this budget (None: the recipe's, i.e. torchvision's / detectron2's COCO
+    # defaults). The smoke budget's 64 x 128 images hold about 2,000 anchors in all, so the COCO-size
+    # proposal and RoI-sample counts (2,000 proposals, 512 RoIs per image) would keep nearly every anchor
+    # and spend most of the time in the box head; smoke samples fewer.
+    detector_options: dict | None = None
 
     def apply(self, recipe: TrainConfig) -> TrainConfig:
         """The recipe scaled to this budget (linear lr scaling with the batch; schedule steps scaled too)."""
@@ -137,6 +142,9 @@ BUDGETS: dict[str, Budget] = {
         "smoke", iterations=6, batch_size=2, max_crop=(64, 128), eval_max_images=4,
         eval_max_side=512, timing_iterations=3, keep_weights=False,
         note="CPU minutes: 6 iterations on 64x128 crops; exercises the pipeline, says nothing about accuracy",
+        detector_options={"rpn_pre_nms_top_n_train": 400, "rpn_post_nms_top_n_train": 200,
+                          "rpn_pre_nms_top_n_test": 400, "rpn_post_nms_top_n_test": 200,
+                          "box_batch_size_per_image": 64},
     ),
     "short": Budget(
         "short", iterations=2000, batch_size=8, max_crop=(512, 1024), eval_max_images=None,

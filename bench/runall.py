@@ -51,7 +51,8 @@ class Entry:
 
     @property
     def training_key(self) -> str:
-        return _digest({"model": self.row.model, "data": self.source.description, "train": self.train.to_json(), "seed": self.seed})
+        return _digest({"model": self.row.model, "data": self.source.description, "train": self.train.to_json(), "seed": self.seed,
+                        "detector_options": self.budget.detector_options})
 
     @property
     def config(self) -> dict:
@@ -61,6 +62,7 @@ class Entry:
             "data": self.source.description,
             "budget": self.budget.name,
             "train": self.train.to_json(),
+            "detector_options": self.budget.detector_options,
             "seed": self.seed,
             "metrics": list(self.suite.metrics),
             "input_size": list(self.input_size),
@@ -239,7 +241,7 @@ def _run_group(group: list[Entry], store: ResultsStore | None, device: str, chec
     torch.manual_seed(first.seed)
     runner = task_runner(first.suite.task, first.source)
     with distributed.main_first():  # rank 0 exports shared files (the COCO export of synthetic data) first
-        model = models.build(first.row.model, **runner.build_options(first.train))
+        model = models.build(first.row.model, **runner.build_options(first.train, first.budget))
         training_set, collate = runner.training_set(first.train, first.seed)
     train(model, training_set, collate, first.train, checkpoint_dir, device=device, progress=progress,
           description=f"{first.row.model} (seed {first.seed})")

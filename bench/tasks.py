@@ -66,7 +66,8 @@ class SemanticTask:
     def __init__(self, source: DataSource) -> None:
         self.source = source
 
-    def build_options(self, config: TrainConfig) -> dict:
+    def build_options(self, config: TrainConfig, budget: Budget | None = None) -> dict:
+        """Builder keywords for the task's data, the recipe's image size and the budget."""
         return {}
 
     def training_set(self, config: TrainConfig, seed: int):
@@ -189,10 +190,11 @@ class DetectionTask:
         files = coco_split(self.source, split)
         return CocoDetectionDataset(files.instances_json, files.image_dir, with_masks=self.task == "instance")
 
-    def build_options(self, config: TrainConfig) -> dict:
+    def build_options(self, config: TrainConfig, budget: Budget | None = None) -> dict:
         categories = self._dataset("val").categories
         # the recipe's image size: torchvision's transform resizes every image to it
-        return {"num_classes": categories.num_classes, "min_size": min(config.crop), "max_size": max(config.crop)}
+        options = {"num_classes": categories.num_classes, "min_size": min(config.crop), "max_size": max(config.crop)}
+        return _with_detector_options(options, budget)
 
     def training_set(self, config: TrainConfig, seed: int):
         return DetectionSet(self._dataset("train"), config, seed), list_collate
@@ -229,10 +231,11 @@ class PanopticTask:
         files = coco_split(self.source, split)
         return CocoPanopticDataset(files.panoptic_json, files.panoptic_dir, files.image_dir)
 
-    def build_options(self, config: TrainConfig) -> dict:
+    def build_options(self, config: TrainConfig, budget: Budget | None = None) -> dict:
         dataset = self._dataset("val")
-        return {"num_classes": dataset.things.num_classes, "num_stuff_classes": dataset.stuff.num_classes,
-                "min_size": min(config.crop), "max_size": max(config.crop)}
+        options = {"num_classes": dataset.things.num_classes, "num_stuff_classes": dataset.stuff.num_classes,
+                   "min_size": min(config.crop), "max_size": max(config.crop)}
+        return _with_detector_options(options, budget)
 
     def training_set(self, config: TrainConfig, seed: int):
         from bench.evaluation.detection import panoptic_training_pair
@@ -260,6 +263,13 @@ class PanopticTask:
                                           ("bbox",), device=device, progress=progress)["bbox"]
                 metrics["AP_bbox"] = boxes.metrics["AP"]
         return metrics
+
+
+def _with_detector_options(options: dict, budget: Budget | None) -> dict:
+    """`options` plus the budget's R-CNN sampling keywords, if it has any."""
+    if budget is not None and budget.detector_options:
+        options["rcnn_options"] = dict(budget.detector_options)
+    return options
 
 
 def task_runner(task: str, source: DataSource):

@@ -63,7 +63,7 @@ def run_train(args) -> int:
         if not sources:
             raise UserError(f"--data {args.data}: holds no {info.task} data")
         runner = task_runner(info.task, sources[0])
-        options = runner.build_options(config)
+        options = runner.build_options(config, budget)
     torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     model = models.build(args.model, **options)
     if args.weights:
