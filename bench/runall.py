@@ -46,8 +46,9 @@ class Entry:
     source: DataSource
     budget: Budget
     train: TrainConfig
-    input_size: tuple[int, int]  # where params / GMACs / speed are measured
+    input_size: tuple[int, int]  # where speed is measured (the row's or the model's paper input size)
     eval_size: tuple[int, int] | None  # the row's stated input size, None: each image's own size
+    flops_size: tuple[int, int]  # where GMACs are counted: the row's size, else the size the paper counts at
 
     @property
     def training_key(self) -> str:
@@ -66,6 +67,7 @@ class Entry:
             "seed": self.seed,
             "metrics": list(self.suite.metrics),
             "input_size": list(self.input_size),
+            "flops_size": list(self.flops_size),
             "eval_size": list(self.eval_size) if self.eval_size else None,
             "evaluation": {"version": EVALUATION_VERSION, "max_images": self.budget.eval_max_images,
                            "max_side": self.budget.eval_max_side, "timing_iterations": self.budget.timing_iterations},
@@ -99,10 +101,13 @@ def plan(suites: list[Suite], sources: list[DataSource], budget_name: str, seeds
         rows = {row.key: row for row in paper_table(suite.paper, suite.table).rows}
         for row in suite.rows:
             stated = row.input_size or rows[row.row].input_size
-            size = stated or models.get_info(row.model).input_size
+            info = models.get_info(row.model)
+            size = stated or info.input_size
+            flops_size = stated or info.flops_input_size or info.input_size  # e.g. SFNet's GFLOPs at 1024 x 1024
             train = training_config(suite.recipe, budget.name, row.train)
             for seed in seeds:
-                entries.append(Entry(suite, row, seed, source, budget, train, tuple(size), tuple(stated) if stated else None))
+                entries.append(Entry(suite, row, seed, source, budget, train, tuple(size), tuple(stated) if stated else None,
+                                     tuple(flops_size)))
     return entries, skipped
 
 
@@ -355,14 +360,14 @@ def _complexity(store: ResultsStore, entry: Entry, model, device: str, wanted: s
     """Params and GMACs (cached per model and input size) and, if asked, speed on `device`."""
     from bench.profiling import complexity_at, measure_latency, parameter_count
 
-    figures = store.complexity(entry.row.model, entry.input_size)
+    figures = store.complexity(entry.row.model, entry.flops_size)
     if figures is None and "gflops" not in wanted:
         # Parameters alone need no trace (a FLOP trace of a large model at the paper's size takes minutes on a CPU).
         figures = {"params_m": parameter_count(entry.row.model) / 1e6}
     elif figures is None:
-        counted = complexity_at(entry.row.model, entry.input_size)
+        counted = complexity_at(entry.row.model, entry.flops_size)
         figures = {"params_m": counted.params_m, "gflops": counted.gmacs, "other_gops": counted.other_ops / 1e9}
-        store.add_complexity(entry.row.model, entry.input_size, figures)
+        store.add_complexity(entry.row.model, entry.flops_size, figures)
     metrics = {key: figures[key] for key in ("params_m", "gflops") if key in wanted}
     if wanted & {"fps", "latency_ms"}:
         iterations = entry.budget.timing_iterations

@@ -7,6 +7,7 @@
     recipe: fapn_semantic         # bench.recipes.RECIPES
     metrics: [params_m, mIoU]     # columns to measure (keys of the paper vocabulary)
     compare: {reference: fapn_r50}            # "(reference - row)" in parentheses, FaPN Table 1 style
+    # or compare: {baseline: fcn}             # "(row - baseline)", the gain columns of SFNet / FPT
     # or compare: {pairs: [[fpn_r50, fapn_r50], ...]}  # an improvement line under each pair
     rows:
       - {row: fpn_r50, model: pointrend_fpn_r50}
@@ -178,10 +179,11 @@ def load_suite(path: str | Path) -> Suite:
             raise doc.error(where + ("input_size",), "expected [H, W] with positive integers")
         rows.append(SuiteRow(row["row"], row["model"], dict(train), tuple(size) if size else None, row.get("note", "")))
     compare = data.get("compare") or {}
-    if not isinstance(compare, dict) or set(compare) - {"reference", "pairs"}:
-        raise doc.error(("compare",), "expected {reference: ROW} or {pairs: [[BASE, OURS], ...]}")
-    if "reference" in compare and compare["reference"] not in seen:
-        raise doc.error(("compare", "reference"), f"{compare['reference']!r} is not one of the suite's rows")
+    if not isinstance(compare, dict) or set(compare) - {"reference", "baseline", "pairs"} or len(compare) > 1:
+        raise doc.error(("compare",), "expected one of {reference: ROW}, {baseline: ROW} or {pairs: [[BASE, OURS], ...]}")
+    for kind in ("reference", "baseline"):
+        if kind in compare and compare[kind] not in seen:
+            raise doc.error(("compare", kind), f"{compare[kind]!r} is not one of the suite's rows")
     for index, pair in enumerate(compare.get("pairs", [])):
         if not (isinstance(pair, list) and len(pair) == 2 and all(key in seen for key in pair)):
             raise doc.error(("compare", "pairs", index), "expected [BASE_ROW, OURS_ROW] naming the suite's rows")

@@ -22,7 +22,10 @@ from reports.tables import Cell, Table, best_index, display_value, format_measur
 
 log = logging.getLogger(__name__)
 
-MAC_FOOTNOTE = "GFLOPs columns: measured GMACs (multiply-accumulates, what the papers call GFLOPs) at the row's input size."
+MAC_FOOTNOTE = (
+    "GFLOPs columns: measured GMACs (multiply-accumulates, what the papers call GFLOPs) at the input size the "
+    "paper counts at (the row's stated size, else the model's: e.g. 1024 x 1024 for SFNet, `alignbench models`)."
+)
 
 
 @dataclass
@@ -87,13 +90,14 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     paper_rows = {row.key: row for row in paper.rows}
     run_rows = {row.row for row in suite.rows}
     keys = [row.key for row in paper.rows]  # every row of the paper's table, in its order
-    headers = {column.key: column.header for column in paper.columns}
+    headers = {column.key: column.display for column in paper.columns}
     has_backbone = any(row.backbone for row in paper.rows)
     header = ["method"] + (["backbone"] if has_backbone else [])
     for metric in suite.metrics:
         name = headers.get(metric, metric)
         header += [f"{name} ours", f"{name} paper"]
-    reference = suite.compare.get("reference")
+    reference = suite.compare.get("reference")  # FaPN style: (reference - row) on every row
+    baseline = suite.compare.get("baseline")  # SFNet / FPT style: (row - baseline), none on the baseline
     measured_means = {key: {m: _mean(results.values.get(key, {}).get(m), m) for m in suite.metrics} for key in keys}
     paper_values = {key: {m: paper_rows[key].values.get(m) for m in suite.metrics} for key in keys}
     best = {m: best_index(m, [measured_means[key][m] for key in keys]) for m in suite.metrics}
@@ -111,6 +115,9 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
             if reference:
                 measured += " " + signed(_difference(measured_means[reference][metric], measured_means[key][metric]), metric)
                 paper_text += " " + signed(_difference(paper_values[reference][metric], paper_value), metric)
+            elif baseline and key != baseline:
+                measured += " " + signed(_difference(measured_means[key][metric], measured_means[baseline][metric]), metric)
+                paper_text += " " + signed(_difference(paper_value, paper_values[baseline][metric]), metric)
             cells += [Cell(measured.strip(), bold=best[metric] == index), Cell(paper_text.strip())]
         rows.append(cells)
         if key in pair_after:
@@ -132,6 +139,8 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     ]
     if reference:
         notes.append(f"Parentheses: {paper_rows[reference].method} minus the row, as the paper prints them.")
+    if baseline:
+        notes.append(f"Parentheses: the row minus {paper_rows[baseline].method} (the paper's gain over its baseline).")
     if any(m.startswith("band_") for m in suite.metrics):
         notes.append(BOUNDARY_FOOTNOTE)
     if "gflops" in suite.metrics:

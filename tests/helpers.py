@@ -64,3 +64,26 @@ def assert_same_scores(first, second, abs_tolerance: float = 0.0) -> None:
         assert abs(first - second) <= abs_tolerance, (first, second)
     else:
         assert first == second, (first, second)
+
+
+def assert_few_sgd_steps_lower_the_loss(model, loss_of, steps: int = 3, factor: float = 0.9) -> None:
+    """Train `model` for `steps` SGD steps (lr 0.01, momentum 0.9) on one fixed batch and check that the loss
+    falls below `factor` times its start. `loss_of(model)` returns the scalar loss of that batch; it is
+    evaluated with the same seed every time, so dropout / DropBlock masks do not change between calls."""
+    import torch
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def loss():
+        torch.manual_seed(7)
+        return loss_of(model)
+
+    with torch.no_grad():
+        before = loss().item()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = loss().item()
+    assert after < factor * before, (before, after)

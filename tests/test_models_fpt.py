@@ -16,6 +16,7 @@ from models.necks.fpt import (
 )
 from models.necks.ufp import UFP, TallConv2d
 from models.registry import count_parameters
+from helpers import assert_few_sgd_steps_lower_the_loss
 
 FPT_MODELS = [info.name for info in models.list_models(task="semantic") if info.paper == "FPT"]
 
@@ -266,21 +267,7 @@ def test_a_few_sgd_steps_lower_the_loss(name):
     images = torch.rand(2, 3, 64, 64, generator=generator)
     targets = torch.randint(0, 19, (2, 64, 64), generator=generator)
     targets[:, :32] = 3
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def loss():
-        torch.manual_seed(7)  # the same DropBlock / dropout masks every time
-        return model.loss(images, targets)["loss_sem_seg"]
-
-    with torch.no_grad():
-        before = loss().item()
-    for _ in range(3):
-        optimizer.zero_grad()
-        loss().backward()
-        optimizer.step()
-    with torch.no_grad():
-        after = loss().item()
-    assert after < 0.9 * before, (before, after)
+    assert_few_sgd_steps_lower_the_loss(model, lambda m: m.loss(images, targets)["loss_sem_seg"])
 
 
 @pytest.mark.cuda

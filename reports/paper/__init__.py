@@ -68,10 +68,16 @@ _ROW_FIELDS = {"key", "method", "backbone", "input_size", "ours", "text", "value
 
 @dataclass(frozen=True)
 class PaperColumn:
-    """One value column: `key` from VALUE_KEYS, `header` as printed in the paper."""
+    """One value column: `key` from VALUE_KEYS, `header` as printed in the paper (as extracted, which
+    can be garbled), `label` the clean name a report shows (defaults to `header`)."""
 
     key: str
     header: str
+    label: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.label or self.header
 
 
 @dataclass(frozen=True)
@@ -179,12 +185,13 @@ def _parse_table(path: Path, where: str, raw: Any, paper: str, source: str) -> P
         raise _fail(path, f"{where}.columns", "expected a non-empty list")
     columns = []
     for j, column in enumerate(raw["columns"]):
-        column = _mapping(path, f"{where}.columns[{j}]", column, {"key", "header"}, {"key", "header"})
+        column = _mapping(path, f"{where}.columns[{j}]", column, {"key", "header", "label"}, {"key", "header"})
         if column["key"] not in VALUE_KEYS:
             raise _fail(path, f"{where}.columns[{j}].key", f"{column['key']!r} is not in the value vocabulary")
         if column["key"] in (c.key for c in columns):
             raise _fail(path, f"{where}.columns[{j}].key", f"duplicate column {column['key']!r}")
-        columns.append(PaperColumn(column["key"], _text(path, f"{where}.columns[{j}].header", column["header"])))
+        label = _text(path, f"{where}.columns[{j}].label", column["label"]) if "label" in column else ""
+        columns.append(PaperColumn(column["key"], _text(path, f"{where}.columns[{j}].header", column["header"]), label))
     keys = tuple(c.key for c in columns)
     if not isinstance(raw["rows"], list) or not raw["rows"]:
         raise _fail(path, f"{where}.rows", "expected a non-empty list")
