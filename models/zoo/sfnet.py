@@ -66,7 +66,7 @@ def _sfnet(
         neck="none" if head == "fcn" else {"fam": "AlignedFPN (FAM)", "dcn": "AlignedFPN (DCN)", "none": "FPN"}[align],
         head="conv3x3-BN-ReLU + 1x1 on C5" if head == "fcn" else f"SFNet fusion + {options.get('context', 'ppm')}",
         paper_gflops=gflops,
-        flops_input_size=FLOPS_SIZE if gflops is not None else None,
+        flops_input_size=FLOPS_SIZE,  # SFNet counts GFLOPs at 1024 x 1024 (Table 4), for rows without a figure too
     )
     register_model(info, partial(build_sfnet, **options))
 
