@@ -10,14 +10,14 @@ processes and the partial accumulators merge exactly (metrics.panoptic).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from bench.data.coco import load_json, read_panoptic_png
 from bench.errors import UserError
-from bench.evaluation.semantic import _init_worker, _process_context
+from bench.evaluation.parallel import accumulate
 from metrics.panoptic import InvalidPanopticError, PanopticAccumulator, PanopticCategory, PanopticResult
 
 log = logging.getLogger(__name__)
@@ -145,13 +145,6 @@ def accumulate_pair(accumulator: PanopticAccumulator, pair: PanopticPair) -> Non
         raise UserError(f"{path}: image id {pair.image_id!r}: {error}") from None
 
 
-def _evaluate_chunk(categories: tuple[PanopticCategory, ...], pairs: Sequence[PanopticPair]) -> PanopticAccumulator:
-    accumulator = PanopticAccumulator(categories)
-    for pair in pairs:
-        accumulate_pair(accumulator, pair)
-    return accumulator
-
-
 def evaluate_panoptic_pairs(
     categories: Sequence[PanopticCategory], pairs: Sequence[PanopticPair], workers: int = 1, progress: bool = False
 ) -> PanopticAccumulator:
@@ -164,38 +157,9 @@ def evaluate_panoptic_pairs(
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
-    local = _evaluate_local(tuple(categories), distributed.shard(pairs), workers, progress)
+    new_accumulator = partial(PanopticAccumulator, tuple(categories))
+    local = accumulate(distributed.shard(pairs), new_accumulator, accumulate_pair, workers, progress)
     return distributed.merge_accumulators(local)
-
-
-def _evaluate_local(
-    categories: tuple[PanopticCategory, ...], pairs: Sequence[PanopticPair], workers: int, progress: bool
-) -> PanopticAccumulator:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(pairs), desc="evaluating", unit="img", disable=not progress)
-    accumulator = PanopticAccumulator(categories)
-    if workers == 1 or len(pairs) < 2:
-        for pair in pairs:
-            accumulate_pair(accumulator, pair)
-            bar.update()
-        bar.close()
-        return accumulator
-    chunk_size = max(1, min(16, len(pairs) // (workers * 4) or 1))  # a few chunks per worker balance the load
-    chunks = [pairs[i : i + chunk_size] for i in range(0, len(pairs), chunk_size)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context(), initializer=_init_worker) as pool:
-        futures = [pool.submit(_evaluate_chunk, categories, chunk) for chunk in chunks]
-        try:
-            for future, chunk in zip(futures, chunks):
-                accumulator.merge(future.result())
-                bar.update(len(chunk))
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-        finally:
-            bar.close()
-    return accumulator
 
 
 def evaluate_panoptic_files(

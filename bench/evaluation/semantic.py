@@ -9,15 +9,14 @@ chunks that processes decode and accumulate independently; the partial accumulat
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from bench.data.cityscapes import CityscapesFrame, find_frames
 from bench.errors import UserError
+from bench.evaluation.parallel import accumulate
 from bench.io import read_png
 from metrics.boundary import DEFAULT_BANDS
 from metrics.semantic import InvalidMapError, SemanticAccumulator
@@ -91,13 +90,6 @@ def accumulate_pair(accumulator: SemanticAccumulator, pair: EvalPair) -> None:
         raise UserError(f"{path}: {error}") from None
 
 
-def _evaluate_chunk(pairs: Sequence[EvalPair], config: SemanticEvalConfig) -> SemanticAccumulator:
-    accumulator = config.accumulator()
-    for pair in pairs:
-        accumulate_pair(accumulator, pair)
-    return accumulator
-
-
 def evaluate_pairs(
     pairs: Sequence[EvalPair], config: SemanticEvalConfig, workers: int = 1, progress: bool = False
 ) -> SemanticAccumulator:
@@ -110,52 +102,8 @@ def evaluate_pairs(
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
-    return distributed.merge_accumulators(_evaluate_local(distributed.shard(pairs), config, workers, progress))
-
-
-def _evaluate_local(
-    pairs: Sequence[EvalPair], config: SemanticEvalConfig, workers: int, progress: bool
-) -> SemanticAccumulator:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(pairs), desc="evaluating", unit="img", disable=not progress)
-    if workers == 1 or len(pairs) < 2:
-        accumulator = config.accumulator()
-        for pair in pairs:
-            accumulate_pair(accumulator, pair)
-            bar.update()
-        bar.close()
-        return accumulator
-    # Small chunks keep the progress bar moving and balance the load; a few per worker is enough.
-    chunk_size = max(1, min(16, len(pairs) // (workers * 4) or 1))
-    chunks = [pairs[i : i + chunk_size] for i in range(0, len(pairs), chunk_size)]
-    accumulator = config.accumulator()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context(), initializer=_init_worker) as pool:
-        futures = [pool.submit(_evaluate_chunk, chunk, config) for chunk in chunks]
-        try:
-            for future, chunk in zip(futures, chunks):
-                accumulator.merge(future.result())
-                bar.update(len(chunk))
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-        finally:
-            bar.close()
-    return accumulator
-
-
-def _init_worker() -> None:
-    """One OpenCV thread per worker process: the processes already use the cores."""
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def _process_context():
-    """fork where available (no re-import cost per worker); spawn elsewhere."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    local = accumulate(distributed.shard(pairs), config.accumulator, accumulate_pair, workers, progress)
+    return distributed.merge_accumulators(local)
 
 
 def evaluate_semantic_files(

@@ -1,0 +1,72 @@
+"""Accumulate per-image metric state in this process or in a pool of worker processes.
+
+The semantic and panoptic evaluators share this: items (image pairs) are accumulated into a mergeable
+accumulator one by one here, or in small chunks by `workers` processes whose accumulators are merged.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from typing import Any
+
+
+def _accumulate_chunk(new_accumulator: Callable[[], Any], add: Callable[[Any, Any], None], chunk: Sequence) -> Any:
+    accumulator = new_accumulator()
+    for item in chunk:
+        add(accumulator, item)
+    return accumulator
+
+
+def accumulate(
+    items: Sequence,
+    new_accumulator: Callable[[], Any],
+    add: Callable[[Any, Any], None],
+    workers: int = 1,
+    progress: bool = False,
+) -> Any:
+    """`add(accumulator, item)` for every item into one `new_accumulator()`, merged with `.merge` across
+    `workers` processes when there are several (both callables must then be picklable: module-level
+    functions or partials of them)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(items), desc="evaluating", unit="img", disable=not progress)
+    accumulator = new_accumulator()
+    if workers == 1 or len(items) < 2:
+        for item in items:
+            add(accumulator, item)
+            bar.update()
+        bar.close()
+        return accumulator
+    # Small chunks keep the progress bar moving and balance the load; a few per worker is enough.
+    chunk_size = max(1, min(16, len(items) // (workers * 4) or 1))
+    chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
+    evaluate_chunk = partial(_accumulate_chunk, new_accumulator, add)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context(), initializer=_init_worker) as pool:
+        futures = [pool.submit(evaluate_chunk, chunk) for chunk in chunks]
+        try:
+            for future, chunk in zip(futures, chunks):
+                accumulator.merge(future.result())
+                bar.update(len(chunk))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        finally:
+            bar.close()
+    return accumulator
+
+
+def _init_worker() -> None:
+    """One OpenCV thread per worker process: the processes already use the cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _process_context():
+    """fork where available (no re-import cost per worker); spawn elsewhere."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
