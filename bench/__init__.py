@@ -2,5 +2,3 @@
 
 Keep this package's import light: commands import what they need when they run.
 """
-
-__version__ = "0.1.0"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from metrics.labels import CITYSCAPES, IGNORE_TRAIN_ID
+from alignbench.metrics.labels import CITYSCAPES, IGNORE_TRAIN_ID
 
 
 def coarse_prediction(label_ids: np.ndarray, stride: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The `alignbench` command line (also `python -m bench`).
+"""The `alignbench` command line (also `python -m alignbench`).
 
 Exit status: 0 on success, 2 on bad input or usage with one line on stderr naming the file or field.
 """
@@ -10,8 +10,8 @@ import importlib
 import logging
 import sys
 
-from bench.commands import COMMAND_MODULES
-from bench.errors import UserError
+from alignbench.bench.commands import COMMAND_MODULES
+from alignbench.bench.errors import UserError
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log progress (-v) or debug messages (-vv)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
-        importlib.import_module(f"bench.commands.{module_name}").register(subparsers)
+        importlib.import_module(f"alignbench.bench.commands.{module_name}").register(subparsers)
     return parser
 
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from bench.errors import UserError
+from alignbench.bench.errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -189,7 +190,7 @@ def check_same_on_all_ranks(value: Any, what: str) -> None:
         raise RuntimeError(f"ranks disagree about {what}: {gathered} (is the folder on a filesystem all ranks share?)")
 
 
-def all_reduce_mean(value: "torch.Tensor") -> "torch.Tensor":
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     """The mean of a (detached) tensor over the ranks; the tensor itself where not distributed."""
     if not is_distributed():
         return value

@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.errors import UserError
+from alignbench.bench.errors import UserError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPE_NAMES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}

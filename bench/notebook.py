@@ -14,25 +14,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import models
-from bench.data.cache import cache_dir
-from bench.data.cityscapes import CityscapesSample, find_frames, read_frame
-from bench.errors import UserError
-from bench.recipes import TrainConfig, training_config
-from bench.tasks import DataSource, SemanticTask, resolve_data
-from bench.train import image_to_tensor, load_weights, train
-from metrics.boundary import DEFAULT_BANDS
-from metrics.semantic import SemanticAccumulator, SemanticResult
-from reports.figures import grid_sample_flow_to_pixels, mean_offset
+from alignbench import models
+from alignbench.bench.data.cache import cache_dir
+from alignbench.bench.data.cityscapes import CityscapesSample, find_frames, read_frame
+from alignbench.bench.errors import UserError
+from alignbench.bench.recipes import TrainConfig, training_config
+from alignbench.bench.tasks import DataSource, SemanticTask, resolve_data
+from alignbench.bench.train import image_to_tensor, load_weights, train
+from alignbench.metrics.boundary import DEFAULT_BANDS
+from alignbench.metrics.semantic import SemanticAccumulator, SemanticResult
+from alignbench.reports.figures import grid_sample_flow_to_pixels, mean_offset
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def load_sample(source: DataSource, index: int = 0, split: str = "val") -> Citys
 
 def recipe_for(name: str) -> str:
     """The training recipe of a registered model: its built-in suite's, else its paper's semantic recipe."""
-    from bench.suites import default_recipe
+    from alignbench.bench.suites import default_recipe
 
     try:
         return default_recipe(name)
@@ -254,7 +255,7 @@ def evaluate(
 ) -> SemanticResult:
     """The harness's evaluation of `model` on the first `max_images` frames of the val split (all when None),
     inputs downscaled so that their longer side is at most `max_side`: per-class IoU, band mIoU, ..."""
-    from bench.evaluation.loop import evaluate_semantic_model
+    from alignbench.bench.evaluation.loop import evaluate_semantic_model
 
     frames = find_frames(source.root, "val")
     if max_images:
@@ -271,7 +272,7 @@ def demo_results(path: str | Path | None = None, device: str = "cpu") -> Path:
     Default place: the cache (`notebooks/demo/results.sqlite`). Entries already in the store are skipped,
     so after the first call (about a CPU minute) this returns at once.
     """
-    from bench.runall import run_all
+    from alignbench.bench.runall import run_all
 
     path = Path(path) if path is not None else cache_dir() / "notebooks" / "demo" / "results.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,12 +19,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.baselines import coarse_prediction
-from bench.data.synthetic import generate_scene, write_scene
-from bench.evaluation.semantic import SemanticEvalConfig, evaluate_pairs, pair_predictions
-from bench.io import read_png, write_png
-from metrics.boundary import boundary_mask, distance_to_boundary
-from metrics.labels import CITYSCAPES
+from alignbench.bench.baselines import coarse_prediction
+from alignbench.bench.data.synthetic import generate_scene, write_scene
+from alignbench.bench.evaluation.semantic import SemanticEvalConfig, evaluate_pairs, pair_predictions
+from alignbench.bench.io import read_png, write_png
+from alignbench.metrics.boundary import boundary_mask, distance_to_boundary
+from alignbench.metrics.labels import CITYSCAPES
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def semantic_benchmark(
     root: Path | None = None,
 ) -> SemanticBenchmark:
     """Run the comparison described in the module docstring and return its figures."""
-    from bench.reference import cityscapes_semantic_reference
+    from alignbench.bench.reference import cityscapes_semantic_reference
 
     with tempfile.TemporaryDirectory(prefix="alignbench-perf-") as scratch:
         root = Path(root) if root else Path(scratch)
@@ -249,8 +249,8 @@ def write_panoptic_benchmark_pairs(
     root: Path, n: int, size: tuple[int, int], density: float = 1.0, seed: int = 0
 ) -> dict[str, Path]:
     """Write N synthetic panoptic ground-truth / prediction pairs (PNGs + JSON) under `root`."""
-    from bench.data.coco import panoptic_categories, panoptic_from_instance_ids, write_panoptic_png
-    from bench.io import write_json_atomic
+    from alignbench.bench.data.coco import panoptic_categories, panoptic_from_instance_ids, write_panoptic_png
+    from alignbench.bench.io import write_json_atomic
 
     paths = {"gt_json": root / "gt.json", "gt_dir": root / "gt", "pred_json": root / "pred.json", "pred_dir": root / "pred"}
     categories = panoptic_categories()
@@ -329,8 +329,8 @@ def panoptic_benchmark(
     root: Path | None = None,
 ) -> PanopticBenchmark:
     """Run the comparison described above and return its figures."""
-    from bench.evaluation.panoptic import evaluate_panoptic_files, load_panoptic_inputs
-    from bench.reference import cityscapes_panoptic_scores
+    from alignbench.bench.evaluation.panoptic import evaluate_panoptic_files, load_panoptic_inputs
+    from alignbench.bench.reference import cityscapes_panoptic_scores
 
     with tempfile.TemporaryDirectory(prefix="alignbench-perf-") as scratch:
         root = Path(root) if root else Path(scratch)
@@ -384,7 +384,7 @@ def _panoptic_floor(pairs) -> None:
 
 
 def _panoptic_decode_to_ids(pairs) -> None:
-    from bench.data.coco import read_panoptic_png
+    from alignbench.bench.data.coco import read_panoptic_png
 
     for pair in pairs:  # one pair alive at a time, as in the evaluator
         read_panoptic_png(pair.gt_png)
@@ -431,7 +431,7 @@ def synthetic_detections(
     """COCO results for a COCO instances dict: every gt object (crowds included) is found with
     probability 1 - `miss` with a jittered box and a shifted mask, sometimes as the wrong class or twice;
     each image also gets `false_positives` random boxes (elliptic masks). Scores are random in (0, 1)."""
-    from metrics.coco import decode_segmentation, encode_mask
+    from alignbench.metrics.coco import decode_segmentation, encode_mask
 
     images = {image["id"]: image for image in gt["images"]}
     category_ids = [c["id"] for c in gt["categories"]]
@@ -477,7 +477,7 @@ def synthetic_detections(
 
 def synthetic_coco_ground_truth(n: int, size: tuple[int, int], density: float = 1.0, seed: int = 0) -> dict:
     """A COCO instances dict for N synthetic val scenes (the export's conventions, kept in memory)."""
-    from bench.data.coco import instance_annotations, instance_categories, panoptic_from_instance_ids
+    from alignbench.bench.data.coco import instance_annotations, instance_categories, panoptic_from_instance_ids
 
     categories = instance_categories()
     thing_ids = [c["id"] for c in categories]
@@ -534,7 +534,7 @@ def coco_benchmark(
     n: int = 50, size: tuple[int, int] = (512, 1024), iou_types: tuple[str, ...] = ("bbox", "segm"), seed: int = 0
 ) -> CocoBenchmark:
     """Time pycocotools and faster-coco-eval (when installed) on the same synthetic detections."""
-    from metrics.coco import backend_available, evaluate_coco, faster_coco_eval_for_comparison
+    from alignbench.metrics.coco import backend_available, evaluate_coco, faster_coco_eval_for_comparison
 
     gt = synthetic_coco_ground_truth(n, size, seed=seed)
     detections = synthetic_detections(gt, np.random.default_rng(seed), with_masks="segm" in iou_types)
@@ -551,7 +551,7 @@ def coco_benchmark(
 
             evaluate = evaluate_coco if backend == "pycocotools" else faster_coco_eval_for_comparison
 
-            def run(backend=backend, evaluate=evaluate):
+            def run(backend=backend, evaluate=evaluate, iou_type=iou_type, results=results):
                 results[backend] = evaluate(gt, detections, iou_type)
 
             times[iou_type][backend] = _time(run)

@@ -27,8 +27,9 @@ import subprocess
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -164,7 +165,8 @@ ELEMENTWISE_OPS = (
     "exp", "log", "log2", "log1p", "expm1", "sigmoid", "sigmoid_", "tanh", "relu", "relu_", "hardtanh", "hardtanh_", "gelu", "silu",
     "leaky_relu", "clamp", "clamp_", "clamp_min", "clamp_max", "minimum", "maximum", "where", "nan_to_num",
     "eq", "ne", "gt", "ge", "lt", "le", "remainder", "floor_divide", "floor", "ceil", "round", "reciprocal",
-    "__and__", "__or__", "__iand__", "__ior__", "__xor__", "bitwise_and", "bitwise_or", "bitwise_not", "logical_and", "logical_or", "logical_not", "masked_fill", "masked_fill_",
+    "__and__", "__or__", "__iand__", "__ior__", "__xor__", "bitwise_and", "bitwise_or", "bitwise_not",
+    "logical_and", "logical_or", "logical_not", "masked_fill", "masked_fill_",
     "square", "addcmul", "lerp", "fill_", "zero_", "sign",
 )
 REDUCTION_OPS = ("mean", "sum", "amax", "amin", "max", "min", "argmax", "argmin", "norm", "linalg_vector_norm", "cumsum", "prod", "all", "any")
@@ -496,8 +498,8 @@ def build_for_profiling(
     """A registered model as the papers count it: backbone BatchNorm frozen (see models.measured_params);
     detectors set to keep an `input_size` image at that size (torchvision's transform would otherwise
     rescale it to its own 800 x 1333 default)."""
-    import models
-    from models.registry import builder_options
+    from alignbench import models
+    from alignbench.models.registry import builder_options
 
     accepted = builder_options(name)
     options: dict = {"frozen_bn": True} if "frozen_bn" in accepted else {}
@@ -539,8 +541,8 @@ def profile_models(
     figures where the model's metadata has them, and latency when `device` is given."""
     from tqdm import tqdm
 
-    import models
-    from bench.errors import UserError
+    from alignbench import models
+    from alignbench.bench.errors import UserError
 
     try:
         infos = [models.get_info(name) for name in names] if names else models.list_models(task=task)
@@ -590,7 +592,7 @@ def profile_models(
 
 def profile_table(rows: Sequence[dict]) -> str:
     """The complexity table, paper figures beside measured ones, with the counting footnote."""
-    from reports.console import text_table
+    from alignbench.reports.console import text_table
 
     def number(value, digits=2):
         return "-" if value is None else f"{value:.{digits}f}"

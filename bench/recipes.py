@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from bench.errors import UserError
+from alignbench.bench.errors import UserError
 
 
 @dataclass(frozen=True)

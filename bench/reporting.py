@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from bench.recipes import BUDGETS
-from bench.results import ResultsStore
-from bench.suites import Suite, load_suites
+from alignbench.bench.recipes import BUDGETS
+from alignbench.bench.results import ResultsStore
+from alignbench.bench.suites import Suite, load_suites
 
 
 def write_report(
@@ -21,8 +21,8 @@ def write_report(
 
     `budget` picks which results to show (default: the budget of the most recent result).
     """
-    from reports.paper import paper_table
-    from reports.report import collect, render_report
+    from alignbench.reports.paper import paper_table
+    from alignbench.reports.report import collect, render_report
 
     with ResultsStore(results_path, create=False) as store:
         records = store.records()

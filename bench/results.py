@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from bench.errors import UserError
-from bench.io import to_jsonable
+from alignbench.bench.errors import UserError
+from alignbench.bench.io import to_jsonable
 
 APPLICATION_ID = 0x41424E43  # "ABNC": PRAGMA application_id marks our databases
 SCHEMA_VERSION = 1
@@ -149,7 +150,7 @@ class ResultsStore:
     def close(self) -> None:
         self._connection.close()
 
-    def __enter__(self) -> "ResultsStore":
+    def __enter__(self) -> ResultsStore:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -20,18 +20,19 @@ import logging
 import shutil
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Collection
 
 import torch
 
-from bench import distributed
-from bench.errors import UserError
-from bench.recipes import Budget, TrainConfig, budget as get_budget, training_config
-from bench.results import ResultRecord, ResultsStore
-from bench.suites import Suite, SuiteRow, load_suites
-from bench.tasks import DataSource, resolve_data, task_runner
+from alignbench.bench import distributed
+from alignbench.bench.errors import UserError
+from alignbench.bench.recipes import Budget, TrainConfig, training_config
+from alignbench.bench.recipes import budget as get_budget
+from alignbench.bench.results import ResultRecord, ResultsStore
+from alignbench.bench.suites import Suite, SuiteRow, load_suites
+from alignbench.bench.tasks import DataSource, resolve_data, task_runner
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,8 @@ def default_device() -> str:
 
 def plan(suites: list[Suite], sources: list[DataSource], budget_name: str, seeds: list[int]) -> tuple[list[Entry], list[str]]:
     """All entries to run, and notes on suites no data source supports."""
-    import models
-    from reports.paper import paper_table
+    from alignbench import models
+    from alignbench.reports.paper import paper_table
 
     budget = get_budget(budget_name)
     entries, skipped = [], []
@@ -193,7 +194,7 @@ def run_all(
     if training_keys is not None:
         pending = [e for e in pending if e.training_key in training_keys]
     if launcher == "local":
-        from bench.train import per_rank_batch
+        from alignbench.bench.train import per_rank_batch
 
         for entry in pending:  # before anything trains: every total batch must split over the ranks
             per_rank_batch(entry.train.batch_size, distributed.world_size())
@@ -225,7 +226,7 @@ def run_all(
             store.close()
     summary.seconds = time.perf_counter() - started
     if report and main:
-        from bench.reporting import write_report
+        from alignbench.bench.reporting import write_report
 
         write_report(results, out_dir / "report", budget=budget, suites=chosen)
     return summary
@@ -237,8 +238,8 @@ def _run_group(group: list[Entry], store: ResultsStore | None, device: str, chec
     Distributed: every rank trains (DDP) and evaluates (its shard); rank 0, the only one with a store,
     measures complexity and speed and writes the records.
     """
-    import models
-    from bench.train import train
+    from alignbench import models
+    from alignbench.bench.train import train
 
     first = group[0]
     started_at = _now()
@@ -333,7 +334,7 @@ def _executor(options: SlurmOptions, results: Path):
 
 def _prepare_shared_data(groups: dict[str, list[Entry]], sources: list[DataSource]) -> None:
     """Export the synthetic scenes' COCO files before any job starts, so that concurrent jobs only read."""
-    from bench.tasks import coco_split
+    from alignbench.bench.tasks import coco_split
 
     for source, task in {(e.source, e.suite.task) for group in groups.values() for e in group}:
         if source.kind == "synthetic" and task != "semantic":
@@ -358,7 +359,7 @@ def run_cluster_job(arguments: dict) -> dict:
 
 def _complexity(store: ResultsStore, entry: Entry, model, device: str, wanted: set[str]) -> dict:
     """Params and GMACs (cached per model and input size) and, if asked, speed on `device`."""
-    from bench.profiling import complexity_at, measure_latency, parameter_count
+    from alignbench.bench.profiling import complexity_at, measure_latency, parameter_count
 
     figures = store.complexity(entry.row.model, entry.flops_size)
     if figures is None and "gflops" not in wanted:
@@ -387,7 +388,7 @@ def _record(entry: Entry, metrics: dict, started_at: str, duration: float, devic
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def git_commit() -> str | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.errors import UserError
+from alignbench.bench.errors import UserError
 
 TASKS = ("semantic", "detection", "instance", "panoptic")
 METRICS = {
@@ -103,9 +103,9 @@ class _Located:
 
 def load_suite(path: str | Path) -> Suite:
     """Parse and validate one suite file against the registry, the recipes and the paper numbers."""
-    import models
-    from bench.recipes import RECIPES
-    from reports.paper import paper_table
+    from alignbench import models
+    from alignbench.bench.recipes import RECIPES
+    from alignbench.reports.paper import paper_table
 
     path = Path(path)
     try:
@@ -169,7 +169,7 @@ def load_suite(path: str | Path) -> Suite:
         train = row.get("train") or {}
         if not isinstance(train, dict):
             raise doc.error(where + ("train",), "expected a mapping of recipe options")
-        from bench.recipes import TrainConfig
+        from alignbench.bench.recipes import TrainConfig
 
         for key in train:
             if key not in TrainConfig.__dataclass_fields__:
@@ -196,7 +196,7 @@ def load_suite(path: str | Path) -> Suite:
 
 def suite_dir() -> Path:
     """The built-in suites shipped with the package."""
-    return Path(str(resources.files("bench") / "suites"))
+    return Path(str(resources.files("alignbench.bench") / "suites"))
 
 
 def load_suites(names: list[str] | None = None, directory: Path | None = None) -> list[Suite]:

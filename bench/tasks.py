@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import UserError
-from bench.recipes import Budget, TrainConfig
+from alignbench.bench.errors import UserError
+from alignbench.bench.recipes import Budget, TrainConfig
 
 TASKS_OF_KIND = {
     "synthetic": ("semantic", "detection", "instance", "panoptic"),
@@ -36,8 +36,8 @@ class DataSource:
 
 def resolve_data(specs: list[str], progress: bool = False) -> list[DataSource]:
     """'synthetic' (generated into the cache when absent), 'cityscapes=PATH', 'coco=PATH'."""
-    from bench.data.cache import ensure_synthetic
-    from bench.data.synthetic import SynthSpec
+    from alignbench.bench.data.cache import ensure_synthetic
+    from alignbench.bench.data.synthetic import SynthSpec
 
     sources = []
     for spec in specs:
@@ -71,16 +71,16 @@ class SemanticTask:
         return {}
 
     def training_set(self, config: TrainConfig, seed: int):
-        from bench.data.cityscapes import CityscapesDataset
-        from bench.train import SemanticTrainingSet, semantic_collate
+        from alignbench.bench.data.cityscapes import CityscapesDataset
+        from alignbench.bench.train import SemanticTrainingSet, semantic_collate
 
         return SemanticTrainingSet(CityscapesDataset(self.source.root, "train"), config, seed), semantic_collate
 
     def evaluate(
         self, model, device: str, budget: Budget, input_size: tuple[int, int] | None = None, progress: bool = False
     ) -> dict:
-        from bench.data.cityscapes import find_frames
-        from bench.evaluation.loop import evaluate_semantic_model, semantic_metrics
+        from alignbench.bench.data.cityscapes import find_frames
+        from alignbench.bench.evaluation.loop import evaluate_semantic_model, semantic_metrics
 
         frames = find_frames(self.source.root, "val")
         if budget.eval_max_images:
@@ -106,7 +106,7 @@ def coco_split(source: DataSource, split: str) -> CocoSplit:
     (annotations/{instances,panoptic}_<split>.json, annotations/panoptic_<split>/, <split>/ images;
     "train" / "val" also find COCO's train2017 / val2017)."""
     if source.kind == "synthetic":
-        from bench.data.coco import coco_paths, export_coco
+        from alignbench.bench.data.coco import coco_paths, export_coco
 
         out = source.root / "coco"
         paths = coco_paths(out, split)
@@ -124,8 +124,8 @@ def coco_split(source: DataSource, split: str) -> CocoSplit:
 
 def _first_images(json_path: Path, limit: int | None, scratch: Path) -> Path:
     """A copy of a COCO JSON restricted to its first `limit` images (the smoke budget's evaluation)."""
-    from bench.data.coco import load_json
-    from bench.io import write_json_atomic
+    from alignbench.bench.data.coco import load_json
+    from alignbench.bench.io import write_json_atomic
 
     data = load_json(json_path)
     if limit is None or len(data["images"]) <= limit:
@@ -185,7 +185,7 @@ class DetectionTask:
         self.task, self.source = task, source
 
     def _dataset(self, split: str):
-        from bench.data.coco import CocoDetectionDataset
+        from alignbench.bench.data.coco import CocoDetectionDataset
 
         files = coco_split(self.source, split)
         return CocoDetectionDataset(files.instances_json, files.image_dir, with_masks=self.task == "instance")
@@ -202,8 +202,8 @@ class DetectionTask:
     def evaluate(self, model, device: str, budget: Budget, input_size=None, progress: bool = False) -> dict:
         import tempfile
 
-        from bench.data.coco import CocoDetectionDataset
-        from bench.evaluation.detection import evaluate_detector
+        from alignbench.bench.data.coco import CocoDetectionDataset
+        from alignbench.bench.evaluation.detection import evaluate_detector
 
         files = coco_split(self.source, "val")
         iou_types = ("bbox", "segm") if self.task == "instance" else ("bbox",)
@@ -226,7 +226,7 @@ class PanopticTask:
         self.source = source
 
     def _dataset(self, split: str):
-        from bench.data.coco import CocoPanopticDataset
+        from alignbench.bench.data.coco import CocoPanopticDataset
 
         files = coco_split(self.source, split)
         return CocoPanopticDataset(files.panoptic_json, files.panoptic_dir, files.image_dir)
@@ -238,7 +238,7 @@ class PanopticTask:
         return _with_detector_options(options, budget)
 
     def training_set(self, config: TrainConfig, seed: int):
-        from bench.evaluation.detection import panoptic_training_pair
+        from alignbench.bench.evaluation.detection import panoptic_training_pair
 
         dataset = self._dataset("train")
         labels = dataset.semantic_labels()
@@ -247,8 +247,8 @@ class PanopticTask:
     def evaluate(self, model, device: str, budget: Budget, input_size=None, progress: bool = False) -> dict:
         import tempfile
 
-        from bench.data.coco import CocoDetectionDataset, CocoPanopticDataset
-        from bench.evaluation.detection import evaluate_detector, evaluate_panoptic_model
+        from alignbench.bench.data.coco import CocoDetectionDataset, CocoPanopticDataset
+        from alignbench.bench.evaluation.detection import evaluate_detector, evaluate_panoptic_model
 
         files = coco_split(self.source, "val")
         with tempfile.TemporaryDirectory() as scratch:

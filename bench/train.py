@@ -14,20 +14,21 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from bench.data.cityscapes import CityscapesDataset, CityscapesSample
-from bench.errors import UserError
-from bench.recipes import TrainConfig
-from metrics.labels import IGNORE_TRAIN_ID
+from alignbench.bench.data.cityscapes import CityscapesDataset, CityscapesSample
+from alignbench.bench.errors import UserError
+from alignbench.bench.recipes import TrainConfig
+from alignbench.metrics.labels import IGNORE_TRAIN_ID
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def train(
     """
     from tqdm import tqdm
 
-    from bench import distributed
+    from alignbench.bench import distributed
 
     checkpoint_dir = Path(checkpoint_dir)
     torch_device = torch.device(device)

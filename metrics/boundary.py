@@ -19,7 +19,8 @@ truncated at the widest band, written by hand because no torch library computes 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -125,8 +126,8 @@ def band_levels(boundary: np.ndarray, bands: Sequence[int], method: str = "auto"
 
 
 def boundary_mask_torch(
-    label_ids: "torch.Tensor", evaluated: "torch.Tensor", instance_ids: "torch.Tensor | None" = None
-) -> "torch.Tensor":
+    label_ids: torch.Tensor, evaluated: torch.Tensor, instance_ids: torch.Tensor | None = None
+) -> torch.Tensor:
     """Torch version of `boundary_mask` on the tensor's device (3x3 max-pooling with neutral padding)."""
     is_evaluated = evaluated[label_ids.long()]
     boundary = _differs_from_neighbours_torch(label_ids.long(), is_evaluated)
@@ -135,7 +136,7 @@ def boundary_mask_torch(
     return boundary
 
 
-def _differs_from_neighbours_torch(values: "torch.Tensor", is_evaluated: "torch.Tensor") -> "torch.Tensor":
+def _differs_from_neighbours_torch(values: torch.Tensor, is_evaluated: torch.Tensor) -> torch.Tensor:
     import torch
     import torch.nn.functional as F
 
@@ -148,7 +149,7 @@ def _differs_from_neighbours_torch(values: "torch.Tensor", is_evaluated: "torch.
     return is_evaluated & ((largest != as_float) | (smallest != as_float))
 
 
-def band_levels_torch(boundary: "torch.Tensor", bands: Sequence[int]) -> "torch.Tensor":
+def band_levels_torch(boundary: torch.Tensor, bands: Sequence[int]) -> torch.Tensor:
     """Torch version of `band_levels`: exact squared distances, truncated beyond the widest band.
 
     Pass 1 finds, per pixel, the horizontal distance to the nearest boundary pixel in its row (up to R);

@@ -26,8 +26,9 @@ import contextlib
 import io
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -262,7 +263,8 @@ def _check_box(which: str, entry: Mapping[str, Any], index: int) -> None:
     box = entry.get("bbox")
     if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_is_number(v) for v in box)):
         name = "annotations" if which == "ground truth" else "detection"
-        raise InvalidCocoError(which, f"{name}[{index}] (image id {entry.get('image_id')!r}) needs a 'bbox' of 4 numbers", entry.get("image_id"), index)
+        image_id = entry.get("image_id")
+        raise InvalidCocoError(which, f"{name}[{index}] (image id {image_id!r}) needs a 'bbox' of 4 numbers", image_id, index)
 
 
 def _is_number(value: Any) -> bool:

@@ -31,8 +31,9 @@ the short list of non-empty pairs, never on the image. Matched IoUs are kept and
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class PanopticCategory:
     isthing: bool
 
     @classmethod
-    def from_coco(cls, entry: Mapping[str, Any]) -> "PanopticCategory":
+    def from_coco(cls, entry: Mapping[str, Any]) -> PanopticCategory:
         return cls(int(entry["id"]), str(entry.get("name", entry["id"])), bool(entry.get("isthing", 0)))
 
 
@@ -159,7 +160,7 @@ class PanopticAccumulator:
         self._matched_iou: list[np.ndarray] = []  # per image: IoU of each match
         self.n_images = 0
 
-    def merge(self, other: "PanopticAccumulator") -> "PanopticAccumulator":
+    def merge(self, other: PanopticAccumulator) -> PanopticAccumulator:
         """Add another accumulator's state (same categories, same order) to this one."""
         if other.categories != self.categories:
             raise ValueError("cannot merge panoptic accumulators over different categories")

@@ -23,14 +23,16 @@ Boundary-band mIoU (definition in metrics.boundary) accumulates one extra confus
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 
-from metrics import boundary as bands_module
-from metrics.labels import CITYSCAPES, LabelSpec
+from alignbench.metrics import boundary as bands_module
+from alignbench.metrics.labels import CITYSCAPES, LabelSpec
+
 
 class InvalidMapError(ValueError):
     """A map that cannot be evaluated; `which` is "prediction", "ground truth" or "instances"."""
@@ -119,7 +121,7 @@ class SemanticAccumulator:
         self._instance_rows: list[np.ndarray] = []
         self.n_images = 0
 
-    def merge(self, other: "SemanticAccumulator") -> "SemanticAccumulator":
+    def merge(self, other: SemanticAccumulator) -> SemanticAccumulator:
         """Add another accumulator's state (same label table and bands) to this one."""
         if other.spec is not self.spec and other.spec.names != self.spec.names:
             raise ValueError("cannot merge accumulators over different label tables")

@@ -1,6 +1,6 @@
 """The model zoo: registry, backbones, necks, heads and ops.
 
-    import models
+    from alignbench import models
     model = models.build("pointrend_fapn_r50", num_classes=19)
     logits = model(images)                      # images: (B, 3, H, W) floats in [0, 1]
     with models.capture(model) as record:       # what the alignment modules did, per level
@@ -9,8 +9,8 @@
 Importing this package loads torch and torchvision only (never the harness or the metrics).
 """
 
-from models.capture import AlignmentModule, CaptureRecord, capture
-from models.registry import (
+from alignbench.models.capture import AlignmentModule, CaptureRecord, capture
+from alignbench.models.registry import (
     TASKS,
     ModelInfo,
     build,
@@ -20,7 +20,7 @@ from models.registry import (
     measured_params,
     register_model,
 )
-from models.segmentation import PyramidSegmenter, SegmentationModel
+from alignbench.models.segmentation import PyramidSegmenter, SegmentationModel
 
 __all__ = [
     "TASKS",

@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.backbones.resnet import ResNetBackbone
-from models.layers import c2_msra_fill
-from models.heads.common import upsampled_cross_entropy
-from models.necks.fpt import FeaturePyramidTransformer
-from models.necks.ufp import UFP
-from models.segmentation import SegmentationModel
+from alignbench.models.backbones.resnet import ResNetBackbone
+from alignbench.models.heads.common import upsampled_cross_entropy
+from alignbench.models.layers import c2_msra_fill
+from alignbench.models.necks.fpt import FeaturePyramidTransformer
+from alignbench.models.necks.ufp import UFP
+from alignbench.models.segmentation import SegmentationModel
 
 
 class ConcatSegmentationHead(nn.Module):

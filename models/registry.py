@@ -81,7 +81,7 @@ def register_model(info: ModelInfo, builder: Callable[..., nn.Module] | None = N
 
 
 def _ensure_zoo() -> None:
-    import models.zoo  # noqa: F401  (registers the zoo's entries on first import)
+    import alignbench.models.zoo  # noqa: F401  (registers the zoo's entries on first import)
 
 
 def _unknown(name: str) -> ValueError:

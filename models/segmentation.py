@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbones.resnet import ResNetBackbone
-from models.heads.pointrend import PointRendSemanticHead
-from models.heads.prediction import ConvPredictionHead
-from models.heads.semantic_fpn import SemanticFPNHead
+from alignbench.models.backbones.resnet import ResNetBackbone
+from alignbench.models.heads.pointrend import PointRendSemanticHead
+from alignbench.models.heads.prediction import ConvPredictionHead
+from alignbench.models.heads.semantic_fpn import SemanticFPNHead
 
 logger = logging.getLogger(__name__)
 

@@ -27,14 +27,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.backbones.dfnet import DFNetBackbone
-from models.backbones.resnet import ResNetBackbone
-from models.backbones.shufflenet import ShuffleNetV2Backbone
-from models.heads.common import ohem_cross_entropy
-from models.heads.prediction import ConvPredictionHead
-from models.heads.sfnet import DeepSupervisionHead, SFNetFusionHead
-from models.necks.sfnet import AlignedFPN, upsample_aligned_corners
-from models.segmentation import SegmentationModel
+from alignbench.models.backbones.dfnet import DFNetBackbone
+from alignbench.models.backbones.resnet import ResNetBackbone
+from alignbench.models.backbones.shufflenet import ShuffleNetV2Backbone
+from alignbench.models.heads.common import ohem_cross_entropy
+from alignbench.models.heads.prediction import ConvPredictionHead
+from alignbench.models.heads.sfnet import DeepSupervisionHead, SFNetFusionHead
+from alignbench.models.necks.sfnet import AlignedFPN, upsample_aligned_corners
+from alignbench.models.segmentation import SegmentationModel
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 BOUNDARY_FOOTNOTE = (
     "Boundary band n px: evaluated pixels within Euclidean distance n of a ground-truth boundary pixel "

@@ -42,8 +42,8 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Patch
 from matplotlib.quiver import Quiver
 
-from metrics.boundary import DEFAULT_BANDS, band_levels, boundary_mask, validate_bands
-from metrics.labels import CITYSCAPES, CITYSCAPES_CLASSES, IGNORE_TRAIN_ID
+from alignbench.metrics.boundary import DEFAULT_BANDS, band_levels, boundary_mask, validate_bands
+from alignbench.metrics.labels import CITYSCAPES, CITYSCAPES_CLASSES, IGNORE_TRAIN_ID
 
 log = logging.getLogger(__name__)
 

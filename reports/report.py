@@ -13,12 +13,12 @@ import logging
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-from reports.console import BOUNDARY_FOOTNOTE
-from reports.tables import Cell, Table, best_index, display_value, format_measured, signed, to_html, to_latex, to_markdown
+from alignbench.reports.console import BOUNDARY_FOOTNOTE
+from alignbench.reports.tables import Cell, Table, best_index, display_value, format_measured, signed, to_html, to_latex, to_markdown
 
 log = logging.getLogger(__name__)
 

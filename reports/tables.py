@@ -9,8 +9,8 @@ from __future__ import annotations
 import html
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 PERCENT_METRICS = {
     "mIoU", "mIoU_val", "mIoU_test", "iIoU", "IoU_cat", "iIoU_cat", "band_3", "band_5", "band_8", "band_12", "band_mean",

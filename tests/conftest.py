@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from alignbench_test_helpers import perturb, run_cli
 
-from bench.data.synthetic import SynthSpec, write_dataset
-from bench.io import write_png
-from helpers import perturb, run_cli
+from alignbench.bench.data.synthetic import SynthSpec, write_dataset
+from alignbench.bench.io import write_png
 
 
 def pytest_collection_modifyitems(config, items):
@@ -43,7 +43,7 @@ class PredictionSet:
 @pytest.fixture
 def predictions(small_tree, tmp_path) -> PredictionSet:
     """Perturbed label-id predictions for the small tree's val split, written as PNGs."""
-    from bench.data.cityscapes import find_frames, read_frame
+    from alignbench.bench.data.cityscapes import find_frames, read_frame
 
     rng = np.random.default_rng(3)
     pred_dir = tmp_path / "pred"

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from metrics.boundary import band_levels, band_levels_torch, boundary_mask, boundary_mask_torch
-from metrics.labels import CITYSCAPES
+from alignbench.metrics.boundary import band_levels, band_levels_torch, boundary_mask, boundary_mask_torch
+from alignbench.metrics.labels import CITYSCAPES
 
 EVALUATED = CITYSCAPES.evaluated
 # a few evaluated ids (road, sidewalk, building, pole, car) and ignored ones (unlabeled, ego vehicle)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers.labels import labels as cs_labels
 
-from bench.data.cityscapes import CityscapesDataset, find_frames, label_ids_to_train_ids
-from bench.errors import UserError
+from alignbench.bench.data.cityscapes import CityscapesDataset, find_frames, label_ids_to_train_ids
+from alignbench.bench.errors import UserError
 
 
 def test_train_ids_follow_cityscapesscripts():

@@ -7,12 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
+from alignbench_test_helpers import assert_same_scores
 
-from bench.data.cityscapes import find_frames, read_frame
-from bench.io import write_png
-from metrics.labels import CITYSCAPES
-from metrics.semantic import SemanticAccumulator
-from helpers import assert_same_scores
+from alignbench.bench.data.cityscapes import find_frames, read_frame
+from alignbench.bench.io import write_png
+from alignbench.metrics.labels import CITYSCAPES
+from alignbench.metrics.semantic import SemanticAccumulator
 
 CONTRACT_KEYS = {"mIoU", "iIoU", "IoU_category", "iIoU_category", "class_IoU", "class_iIoU", "boundary_mIoU", "n_images"}
 

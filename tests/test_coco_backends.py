@@ -18,8 +18,8 @@ import io
 import numpy as np
 import pytest
 
-from bench.perf import synthetic_coco_ground_truth, synthetic_detections
-from metrics.coco import evaluate_coco, faster_coco_eval_for_comparison
+from alignbench.bench.perf import synthetic_coco_ground_truth, synthetic_detections
+from alignbench.metrics.coco import evaluate_coco, faster_coco_eval_for_comparison
 
 faster_coco_eval = pytest.importorskip("faster_coco_eval")
 

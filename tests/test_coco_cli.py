@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from alignbench_test_helpers import REPO_ROOT
 
-from bench.perf import synthetic_coco_ground_truth, synthetic_detections
-from helpers import REPO_ROOT
-from metrics.coco import evaluate_coco
+from alignbench.bench.perf import synthetic_coco_ground_truth, synthetic_detections
+from alignbench.metrics.coco import evaluate_coco
 
 KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 

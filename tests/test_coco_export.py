@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from bench.data.cityscapes import find_frames, read_frame
-from bench.data.coco import (
+from alignbench.bench.data.cityscapes import find_frames, read_frame
+from alignbench.bench.data.coco import (
     CategoryTable,
     CocoDetectionDataset,
     CocoPanopticDataset,
@@ -19,11 +19,11 @@ from bench.data.coco import (
     read_panoptic_png,
     write_panoptic_png,
 )
-from bench.errors import UserError
-from bench.io import write_png
-from bench.reference import cityscapes_create_panoptic
-from metrics.coco import decode_segmentation
-from metrics.labels import CITYSCAPES
+from alignbench.bench.errors import UserError
+from alignbench.bench.io import write_png
+from alignbench.bench.reference import cityscapes_create_panoptic
+from alignbench.metrics.coco import decode_segmentation
+from alignbench.metrics.labels import CITYSCAPES
 
 THING_IDS = [24, 25, 26, 27, 28, 31, 32, 33]
 

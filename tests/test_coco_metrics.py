@@ -11,8 +11,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from bench.perf import synthetic_coco_ground_truth, synthetic_detections
-from metrics.coco import (
+from alignbench.bench.perf import synthetic_coco_ground_truth, synthetic_detections
+from alignbench.metrics.coco import (
     CocoResult,
     InvalidCocoError,
     decode_segmentation,

@@ -9,11 +9,11 @@ import torch
 import torchvision
 from torch import nn
 
-import models
-from bench.cli import main
-from models.detection import PanopticFPN, RCNNDetector, build_detector
-from models.necks import FPN, FaPN
-from models.registry import count_parameters
+from alignbench import models
+from alignbench.bench.cli import main
+from alignbench.models.detection import PanopticFPN, RCNNDetector, build_detector
+from alignbench.models.necks import FPN, FaPN
+from alignbench.models.registry import count_parameters
 
 NAMES = {
     "detection": {"faster_rcnn_fpn_r50", "faster_rcnn_fapn_r50", "faster_rcnn_fpn_r101", "faster_rcnn_fapn_r101"},
@@ -48,7 +48,7 @@ def test_registered_with_paper_metadata():
 
 def test_bare_bfp_is_the_lateral_convs_of_the_fpt_neck():
     """FPT Table 1's baseline: no transformer, so each output is the 1x1 lateral of its backbone map."""
-    from models.necks.fpt import FPT
+    from alignbench.models.necks.fpt import FPT
 
     torch.manual_seed(0)
     neck = FPT(R50_CHANNELS, 32, transformers=(), top_block=True)
@@ -208,7 +208,7 @@ def test_any_neck_class_plugs_in_and_a_neck_without_p6_is_refused():
 
 def test_nothing_is_downloaded(monkeypatch):
     """Every builder runs with weights=None on the torchvision ResNet and never reaches torch.hub."""
-    import models.backbones.resnet as resnet
+    import alignbench.models.backbones.resnet as resnet
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"download attempted: {args} {kwargs}")
@@ -274,7 +274,7 @@ def test_models_cli_lists_them_with_parameters(capsys):
 
 
 def test_gradients_reach_every_parameter_of_panoptic_fpn_with_fapn():
-    from models.detection import build_panoptic_fpn
+    from alignbench.models.detection import build_panoptic_fpn
 
     torch.manual_seed(0)
     model = build_panoptic_fpn(

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data.coco import CategoryTable
-from bench.evaluation.detection import coco_detections, panoptic_prediction
-from metrics.panoptic import PanopticAccumulator
-from models.detection import combine_panoptic
+from alignbench.bench.data.coco import CategoryTable
+from alignbench.bench.evaluation.detection import coco_detections, panoptic_prediction
+from alignbench.metrics.panoptic import PanopticAccumulator
+from alignbench.models.detection import combine_panoptic
 
 
 def box_mask(height, width, rows, columns):

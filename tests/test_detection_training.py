@@ -8,17 +8,17 @@ import math
 import pytest
 import torch
 
-import models
-from bench.cli import main
-from bench.data.coco import CocoDetectionDataset, CocoPanopticDataset, export_coco
-from bench.data.synthetic import SynthSpec, write_dataset
-from bench.evaluation.detection import (
+from alignbench import models
+from alignbench.bench.cli import main
+from alignbench.bench.data.coco import CocoDetectionDataset, CocoPanopticDataset, export_coco
+from alignbench.bench.data.synthetic import SynthSpec, write_dataset
+from alignbench.bench.evaluation.detection import (
     coco_detections,
     evaluate_detector,
     evaluate_panoptic_model,
     panoptic_training_pair,
 )
-from metrics.coco import METRIC_NAMES
+from alignbench.metrics.coco import METRIC_NAMES
 
 log = logging.getLogger(__name__)
 SMALL = {"min_size": 128, "max_size": 256}

@@ -48,7 +48,7 @@ class OracleSegmenter(nn.Module):
     """One-hot logits of the frame's train ids shifted by a pixel, with 10% random classes."""
 
     def __init__(self, frames) -> None:
-        from bench.data.cityscapes import read_frame
+        from alignbench.bench.data.cityscapes import read_frame
 
         super().__init__()
         self.table = {}
@@ -135,7 +135,7 @@ class TinySegmenter(nn.Module):
 def _tiny_config(iterations: int):
     from dataclasses import replace
 
-    from bench.recipes import training_config
+    from alignbench.bench.recipes import training_config
 
     config = training_config("fapn_realtime", "smoke")
     # a large learning rate: a wrong split of the batch over the ranks would show in the weights
@@ -147,14 +147,14 @@ def _tiny_config(iterations: int):
 
 def worker(data: Path, out: Path) -> None:
     """Everything the tests compare, computed by this process (alone, or one rank of two)."""
-    import models
-    from bench import distributed
-    from bench.data.cityscapes import CityscapesDataset, find_frames
-    from bench.data.coco import CocoDetectionDataset, CocoPanopticDataset, coco_paths
-    from bench.evaluation.detection import evaluate_detector, evaluate_panoptic_model
-    from bench.evaluation.loop import evaluate_semantic_model
-    from bench.evaluation.semantic import SemanticEvalConfig, evaluate_pairs, pair_predictions
-    from bench.train import SemanticTrainingSet, semantic_collate, train
+    from alignbench import models
+    from alignbench.bench import distributed
+    from alignbench.bench.data.cityscapes import CityscapesDataset, find_frames
+    from alignbench.bench.data.coco import CocoDetectionDataset, CocoPanopticDataset, coco_paths
+    from alignbench.bench.evaluation.detection import evaluate_detector, evaluate_panoptic_model
+    from alignbench.bench.evaluation.loop import evaluate_semantic_model
+    from alignbench.bench.evaluation.semantic import SemanticEvalConfig, evaluate_pairs, pair_predictions
+    from alignbench.bench.train import SemanticTrainingSet, semantic_collate, train
 
     torch.set_num_threads(1)
     distributed.init_from_env("cpu")
@@ -221,11 +221,12 @@ def worker(data: Path, out: Path) -> None:
 def data(tmp_path_factory) -> Path:
     """5 val scenes of 64x128 (an odd count: rank 0 evaluates 3, rank 1 two), their COCO export and
     label-id prediction PNGs; 2 training scenes."""
-    from bench.data.cityscapes import find_frames, read_frame
-    from bench.data.coco import export_coco
-    from bench.data.synthetic import SynthSpec, write_dataset
-    from bench.io import write_png
-    from helpers import perturb
+    from alignbench_test_helpers import perturb
+
+    from alignbench.bench.data.cityscapes import find_frames, read_frame
+    from alignbench.bench.data.coco import export_coco
+    from alignbench.bench.data.synthetic import SynthSpec, write_dataset
+    from alignbench.bench.io import write_png
 
     root = tmp_path_factory.mktemp("distributed-data")
     write_dataset(root, SynthSpec(n_train=2, n_val=5, size=(64, 128), seed=11), progress=False)
@@ -271,7 +272,7 @@ def runs(data, tmp_path_factory) -> dict:
 
 
 def _same(first, second) -> None:
-    from helpers import assert_same_scores
+    from alignbench_test_helpers import assert_same_scores
 
     assert_same_scores(first, second)  # exact: floats equal, NaN where NaN
 
@@ -329,8 +330,8 @@ def test_ddp_training_keeps_ranks_identical_and_matches_one_process(runs):
 
 
 def test_total_batch_must_split_evenly():
-    from bench.errors import UserError
-    from bench.train import RankSampler, per_rank_batch
+    from alignbench.bench.errors import UserError
+    from alignbench.bench.train import RankSampler, per_rank_batch
 
     assert per_rank_batch(16, 4) == 4 and per_rank_batch(2, 1) == 2
     with pytest.raises(UserError, match="total batch of 6 images cannot be split evenly over 4 processes"):
@@ -342,10 +343,11 @@ def test_total_batch_must_split_evenly():
 def test_slurm_options_are_checked(tmp_path, monkeypatch):
     import argparse
 
-    from bench.commands.run_all import slurm_time
-    from bench.errors import UserError
-    from bench.runall import SlurmOptions, _executor
-    from helpers import run_cli
+    from alignbench_test_helpers import run_cli
+
+    from alignbench.bench.commands.run_all import slurm_time
+    from alignbench.bench.errors import UserError
+    from alignbench.bench.runall import SlurmOptions, _executor
 
     assert slurm_time("90") == 90 and slurm_time("1:30:00") == 90 and slurm_time("2-00:00:30") == 2881
     with pytest.raises(argparse.ArgumentTypeError, match="H:MM:SS"):
@@ -371,8 +373,9 @@ rows:
 
 def test_slurm_launcher_with_submitit_local_executor_runs_two_ranks_and_resumes(data, tmp_path):
     pytest.importorskip("submitit")
-    from bench.results import ResultsStore
-    from helpers import run_cli
+    from alignbench_test_helpers import run_cli
+
+    from alignbench.bench.results import ResultsStore
 
     suite = tmp_path / "tiny_slurm.yaml"
     suite.write_text(SUITE)

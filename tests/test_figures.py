@@ -8,15 +8,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+from alignbench_test_helpers import REPO_ROOT
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.quiver import Quiver
 
-from helpers import REPO_ROOT
-from metrics.boundary import band_levels, boundary_mask
-from metrics.labels import CITYSCAPES, IGNORE_TRAIN_ID
-from metrics.semantic import SemanticAccumulator
-from reports import figures
+from alignbench.metrics.boundary import band_levels, boundary_mask
+from alignbench.metrics.labels import CITYSCAPES, IGNORE_TRAIN_ID
+from alignbench.metrics.semantic import SemanticAccumulator
+from alignbench.reports import figures
 
 ROAD, SIDEWALK, PERSON, CAR = 0, 1, 11, 13  # train ids
 ROAD_RGB, CAR_RGB, PERSON_RGB = (128, 64, 128), (0, 0, 142), (220, 20, 60)  # Cityscapes label colours
@@ -139,7 +139,7 @@ def test_quiver_over_a_larger_image_scales_positions_and_vectors():
 
 
 def test_sfnet_flow_in_pixels_is_the_displacement_of_flow_warp():
-    from models.ops.flow import flow_warp
+    from alignbench.models.ops.flow import flow_warp
 
     height, width = 9, 17
     ramp = torch.arange(width, dtype=torch.float64).expand(1, 1, height, width).contiguous()  # value = column
@@ -222,7 +222,7 @@ def test_overlays_accept_channel_first_float_images_of_the_same_size():
 
 
 def test_band_levels_agree_with_the_boundary_band_metric(small_tree):
-    from bench.data.cityscapes import find_frames, read_frame
+    from alignbench.bench.data.cityscapes import find_frames, read_frame
 
     bands = (3, 5, 8, 12)
     for frame in find_frames(small_tree, "val")[:2]:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from alignbench_test_helpers import run_cli
 
-from bench.errors import UserError
-from bench.recipes import training_config
-from bench.results import ResultRecord, ResultsStore, load_results
-from helpers import run_cli
+from alignbench.bench.errors import UserError
+from alignbench.bench.recipes import training_config
+from alignbench.bench.results import ResultRecord, ResultsStore, load_results
 
 SUITE = """\
 suite: {name}
@@ -62,7 +62,7 @@ def test_run_all_resumes_after_sigkill_and_reports_while_writing(tmp_path, envir
     database = tmp_path / "out" / "results.sqlite"
     # 4 seeds x 3 rows: enough entries (a few seconds each) that the run is still writing after the live
     # report, however fast the machine
-    command = [sys.executable, "-m", "bench", "run-all", "--suite", str(suite), "--results", str(database), "--device", "cpu",
+    command = [sys.executable, "-m", "alignbench", "run-all", "--suite", str(suite), "--results", str(database), "--device", "cpu",
                "--seeds", "0,1,2,3"]
     process = subprocess.Popen(command, env=environment, cwd=tempfile.gettempdir(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
@@ -147,7 +147,7 @@ def test_bad_suite_files_name_file_line_and_field(tmp_path, change, fragment):
 
 
 def test_built_in_suites_are_valid():
-    from bench.suites import load_suites
+    from alignbench.bench.suites import load_suites
 
     suites = load_suites()
     assert {"fapn_table1", "fapn_table2", "fapn_table4"} <= {s.name for s in suites}
@@ -155,10 +155,10 @@ def test_built_in_suites_are_valid():
 
 def test_interrupted_training_resumes_exactly(tmp_path):
     """A run stopped after iteration 3 and resumed ends with the weights of an uninterrupted run."""
-    import models
-    from bench.data.cityscapes import CityscapesDataset
-    from bench.data.synthetic import SynthSpec, write_dataset
-    from bench.train import FINAL, LAST, SemanticTrainingSet, semantic_collate, train
+    from alignbench import models
+    from alignbench.bench.data.cityscapes import CityscapesDataset
+    from alignbench.bench.data.synthetic import SynthSpec, write_dataset
+    from alignbench.bench.train import FINAL, LAST, SemanticTrainingSet, semantic_collate, train
 
     write_dataset(tmp_path / "data", SynthSpec(n_train=2, n_val=1, size=(64, 128)), progress=False)
     config = training_config("fapn_realtime", "smoke")

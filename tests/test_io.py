@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.errors import UserError
-from bench.io import read_png, write_json_atomic, write_png
+from alignbench.bench.errors import UserError
+from alignbench.bench.io import read_png, write_json_atomic, write_png
 
 
 def test_label_maps_round_trip_in_8_and_16_bit(tmp_path):

@@ -5,7 +5,7 @@ import torch
 import torchvision
 from torchvision.ops import FrozenBatchNorm2d
 
-from models.backbones import BackboneWeightsError, ResNetBackbone
+from alignbench.models.backbones import BackboneWeightsError, ResNetBackbone
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_wrong_depth_file_and_missing_file(tmp_path):
 
 
 def test_weights_reach_the_full_model_through_build(tmp_path):
-    import models
+    from alignbench import models
 
     path = tmp_path / "r18.pth"
     reference = torchvision.models.resnet18()

@@ -3,8 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-import models
-from models.capture import AlignmentModule
+from alignbench import models
+from alignbench.models.capture import AlignmentModule
 
 
 def build(name, **extra):

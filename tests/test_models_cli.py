@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-import models
-from bench.cli import main
+from alignbench import models
+from alignbench.bench.cli import main
 
 
 def test_lists_models_with_paper_reference(capsys):

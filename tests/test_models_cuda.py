@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import models
-from models.ops import ModulatedDeformConv2d
+from alignbench import models
+from alignbench.models.ops import ModulatedDeformConv2d
 
 pytestmark = [
     pytest.mark.cuda,

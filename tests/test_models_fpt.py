@@ -4,19 +4,18 @@ FPT neck (detection interface), UFP and the Table 4 segmentation models."""
 import pytest
 import torch
 import torch.nn.functional as F
+from alignbench_test_helpers import assert_few_sgd_steps_lower_the_loss
 
-import models
-from models.backbones import ResNetBackbone
-from models.necks.fpt import (
+from alignbench import models
+from alignbench.models.backbones import ResNetBackbone
+from alignbench.models.necks.fpt import (
     FPT,
     FeaturePyramidTransformer,
     GroundingTransformer,
     RenderingTransformer,
     SelfTransformer,
 )
-from models.necks.ufp import UFP, TallConv2d
-from models.registry import count_parameters
-from helpers import assert_few_sgd_steps_lower_the_loss
+from alignbench.models.necks.ufp import UFP, TallConv2d
 
 FPT_MODELS = [info.name for info in models.list_models(task="semantic") if info.paper == "FPT"]
 
@@ -200,11 +199,10 @@ def test_fpt_neck_has_the_fpn_interface_and_trains():
 
 
 def test_fpt_neck_plugs_into_the_detection_backbone():
-    rcnn = pytest.importorskip("models.detection.rcnn")
-    if not hasattr(rcnn, "PyramidBackbone"):
-        pytest.skip("models.detection.rcnn has no PyramidBackbone")
+    from alignbench.models.detection.rcnn import PyramidBackbone  # a broken import must fail, not skip
+
     body = ResNetBackbone(18)
-    backbone = rcnn.PyramidBackbone(body, FPT(body.out_channels, 32, top_block=True)).eval()
+    backbone = PyramidBackbone(body, FPT(body.out_channels, 32, top_block=True)).eval()
     with torch.no_grad():
         outputs = backbone(torch.rand(1, 3, 64, 64))
     assert list(outputs) == ["p2", "p3", "p4", "p5", "p6"] and backbone.out_channels == 32

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.heads import ConvPredictionHead, PointHead, PointRendSemanticHead, SemanticFPNHead
-from models.heads.pointrend import most_uncertain_grid_points, point_sample, sample_uncertain_points, uncertainty
+from alignbench.models.heads import ConvPredictionHead, PointHead, PointRendSemanticHead, SemanticFPNHead
+from alignbench.models.heads.pointrend import most_uncertain_grid_points, point_sample, sample_uncertain_points, uncertainty
 
 STRIDES = {"p2": 4, "p3": 8, "p4": 16, "p5": 32}
 

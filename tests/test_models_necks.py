@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.necks import FPN, FaPN, FeatureAlignment, FeatureSelection, PostFusionAlignment, RealTimeFaPN
-from models.necks.fapn import DeconvUpsample
+from alignbench.models.necks import FPN, FaPN, FeatureAlignment, FeatureSelection, PostFusionAlignment, RealTimeFaPN
+from alignbench.models.necks.fapn import DeconvUpsample
 
 SMALL = {"c2": 16, "c3": 24, "c4": 40, "c5": 64}
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
-from models.ops import ModulatedDeformConv2d
+from alignbench.models.ops import ModulatedDeformConv2d
 
 
 def test_zero_offsets_and_unit_mask_equal_a_plain_conv():

@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-import models
-from models.necks import FPN, FaPN
-from models.registry import count_parameters
+from alignbench import models
+from alignbench.models.necks import FPN, FaPN
+from alignbench.models.registry import count_parameters
 
 EXPECTED_NAMES = {
     "pointrend_fpn_r50",
@@ -114,7 +114,7 @@ def test_unknown_override_and_task_are_value_errors():
 
 def test_register_model_rejects_duplicates_and_supports_decorator():
     info = dataclasses.replace(models.get_info("rt_fpn_r18"), name="test_only_duplicate_check")
-    from models.registry import _REGISTRY
+    from alignbench.models.registry import _REGISTRY
 
     try:
 
@@ -131,9 +131,9 @@ def test_register_model_rejects_duplicates_and_supports_decorator():
 
 def test_import_models_loads_neither_bench_nor_metrics():
     code = (
-        "import sys, models; "
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('bench', 'metrics', 'reports', 'cv2', 'scipy', "
-        "'matplotlib', 'pandas')]; "
+        "import sys; from alignbench import models; models.list_models(); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('cv2', 'scipy', 'matplotlib', 'pandas') "
+        "or m.startswith(('alignbench.bench', 'alignbench.metrics', 'alignbench.reports'))]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-import models
-from models.segmentation import IMAGENET_MEAN, IMAGENET_STD
+from alignbench import models
+from alignbench.models.segmentation import IMAGENET_MEAN, IMAGENET_STD
 
 SMALL = {"depth": 18, "neck_channels": 32, "head_channels": 32}
 ALL_MODELS = [info.name for info in models.list_models(task="semantic")]

@@ -3,15 +3,15 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from alignbench_test_helpers import assert_few_sgd_steps_lower_the_loss
 
-import models
-from models.backbones import DFNetBackbone, ResNetBackbone, ShuffleNetV2Backbone
-from models.heads.common import ohem_cross_entropy
-from models.necks.sfnet import FlowAlignment
-from models.ops import flow_warp
-from models.registry import count_parameters
-from models.sfnet import build_sfnet
-from helpers import assert_few_sgd_steps_lower_the_loss
+from alignbench import models
+from alignbench.models.backbones import DFNetBackbone, ResNetBackbone, ShuffleNetV2Backbone
+from alignbench.models.heads.common import ohem_cross_entropy
+from alignbench.models.necks.sfnet import FlowAlignment
+from alignbench.models.ops import flow_warp
+from alignbench.models.registry import count_parameters
+from alignbench.models.sfnet import build_sfnet
 
 SFNET_MODELS = [info.name for info in models.list_models(task="semantic") if info.paper == "SFNet"]
 

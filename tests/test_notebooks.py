@@ -48,9 +48,9 @@ def test_outputs_are_stripped_and_parameters_come_first(path):
 
 
 def test_helpers_turn_captures_of_fapn_and_sfnet_into_figure_inputs():
-    import models
-    from bench import notebook as nb
-    from reports.figures import grid_sample_flow_to_pixels
+    from alignbench import models
+    from alignbench.bench import notebook as nb
+    from alignbench.reports.figures import grid_sample_flow_to_pixels
 
     image = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     torch.manual_seed(0)
@@ -75,7 +75,7 @@ def test_helpers_turn_captures_of_fapn_and_sfnet_into_figure_inputs():
 
 
 def test_per_image_scores_of_a_perfect_prediction(small_tree):
-    from bench import notebook as nb
+    from alignbench.bench import notebook as nb
 
     sample = nb.load_sample(nb.data_source(small_tree), 1)
     result = nb.image_scores(sample.train_ids, sample.label_ids, bands=(3,))

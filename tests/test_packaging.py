@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tomllib
 
-from helpers import REPO_ROOT
+from alignbench_test_helpers import REPO_ROOT
 
 
 def _readme_commands() -> list[str]:
@@ -32,7 +32,7 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_pyproject_declares_the_console_script_and_pinned_torch_pair():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == "alignbench"
-    assert project["scripts"]["alignbench"] == "bench.cli:main"
+    assert project["scripts"]["alignbench"] == "alignbench.bench.cli:main"
     dependencies = project["dependencies"]
     assert any(d.startswith("torch==") for d in dependencies)
     assert any(d.startswith("torchvision==") for d in dependencies)
@@ -48,13 +48,13 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_help_works_without_heavy_imports():
-    modules = _modules_after("from bench.cli import build_parser; build_parser()")
+    modules = _modules_after("from alignbench.bench.cli import build_parser; build_parser()")
     assert not {"torch", "matplotlib", "pandas", "cv2"} & modules
 
 
 def test_semantic_evaluation_imports_no_torch_or_matplotlib(predictions):
     code = (
-        "from bench.cli import main\n"
+        "from alignbench.bench.cli import main\n"
         f"assert main(['eval', 'semantic', '--gt', {str(predictions.gt_root)!r}, '--pred', {str(predictions.pred_dir)!r}, '--quiet']) == 0"
     )
     modules = _modules_after(code)
@@ -63,10 +63,33 @@ def test_semantic_evaluation_imports_no_torch_or_matplotlib(predictions):
 
 
 def test_metrics_and_models_do_not_import_bench():
-    modules = _modules_after("import metrics.semantic, metrics.boundary, models")
-    assert not any(name == "bench" or name.startswith("bench.") for name in modules)
+    modules = _modules_after("import alignbench.metrics.semantic, alignbench.metrics.boundary, alignbench.models")
+    assert "alignbench.models" in modules and "alignbench.metrics.semantic" in modules
+    assert not any(name.startswith("alignbench.bench") for name in modules)
 
 
-def test_python_m_bench_matches_the_console_script(cli):
+def test_python_m_alignbench_matches_the_console_script(cli):
     result = cli("--help")
     assert result.returncode == 0 and "run-all" in result.stdout and "eval" in result.stdout
+
+
+def test_every_package_folder_is_installed_under_the_alignbench_namespace():
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"alignbench." + ".".join(init.parent.relative_to(REPO_ROOT).parts)
+               for top in ("bench", "models", "metrics", "reports") for init in (REPO_ROOT / top).rglob("__init__.py")}
+    assert folders | {"alignbench"} == set(config["packages"])
+    assert config["package-dir"] == {"alignbench": "src/alignbench", **{f"alignbench.{top}": top for top in ("bench", "models", "metrics", "reports")}}
+
+
+def test_no_generic_top_level_name_is_importable_after_install(tmp_path):
+    """Run from a folder outside the repository: only `alignbench` is importable, not bench / models / ..."""
+    code = ("import importlib.util, alignbench.bench.cli, alignbench.models, alignbench.metrics.semantic, alignbench.reports.tables\n"
+            "print([n for n in ('bench', 'models', 'metrics', 'reports', 'helpers') if importlib.util.find_spec(n)])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_python_m_alignbench_runs_the_cli(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "alignbench", "models", "--task", "panoptic"], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 0 and "panoptic_fapn_r50" in result.stdout

@@ -7,11 +7,11 @@ import pickle
 
 import numpy as np
 import pytest
+from alignbench_test_helpers import assert_same_scores
 
-from bench.data.coco import panoptic_categories, read_panoptic_png
-from bench.perf import write_panoptic_benchmark_pairs
-from helpers import assert_same_scores
-from metrics.panoptic import InvalidPanopticError, PanopticAccumulator, id_to_rgb, rgb_to_id
+from alignbench.bench.data.coco import panoptic_categories, read_panoptic_png
+from alignbench.bench.perf import write_panoptic_benchmark_pairs
+from alignbench.metrics.panoptic import InvalidPanopticError, PanopticAccumulator, id_to_rgb, rgb_to_id
 
 
 @pytest.fixture(scope="module")

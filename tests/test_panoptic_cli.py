@@ -7,11 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
+from alignbench_test_helpers import REPO_ROOT, assert_same_scores
 
-from bench.data.coco import read_panoptic_png, write_panoptic_png
-from bench.perf import write_panoptic_benchmark_pairs
-from helpers import REPO_ROOT, assert_same_scores
-from metrics.panoptic import PanopticAccumulator
+from alignbench.bench.data.coco import read_panoptic_png, write_panoptic_png
+from alignbench.bench.perf import write_panoptic_benchmark_pairs
+from alignbench.metrics.panoptic import PanopticAccumulator
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_evaluation_imports_no_torch(data):
     import sys
 
     code = (
-        "import sys\nfrom bench.cli import main\n"
+        "import sys\nfrom alignbench.bench.cli import main\n"
         f"assert main({[str(a) for a in _args(data)] + ['--quiet']!r}) == 0\n"
         "assert not {'torch', 'matplotlib', 'pycocotools'} & set(sys.modules), sorted(sys.modules)\n"
         "assert 'cityscapesscripts.evaluation.evalPanopticSemanticLabeling' not in sys.modules\n"
@@ -87,7 +87,7 @@ def test_metrics_do_not_import_bench():
     import subprocess
     import sys
 
-    code = "import sys, metrics.panoptic, metrics.coco\nassert not any(m == 'bench' or m.startswith('bench.') for m in sys.modules)"
+    code = "import sys, alignbench.metrics.panoptic, alignbench.metrics.coco\nassert not any(m.startswith('alignbench.bench') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
 
 
@@ -186,7 +186,7 @@ def test_ground_truth_png_disagrees_with_images_entry(cli, data):
 def test_not_an_rgb_png(cli, data):
     annotation = _annotation(data, "pred", 0)
     png = data["pred_dir"] / annotation["file_name"]
-    from bench.io import write_png
+    from alignbench.bench.io import write_png
 
     write_png(png, np.zeros((96, 192), np.uint8))
     _expect_error(cli, data, [png, "expected an 8-bit RGB panoptic PNG"])

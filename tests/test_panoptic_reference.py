@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.data.coco import read_panoptic_png, write_panoptic_png
-from bench.evaluation.panoptic import evaluate_panoptic_files
-from bench.perf import write_panoptic_benchmark_pairs
-from bench.reference import cityscapes_panoptic_scores
-from metrics.panoptic import PanopticAccumulator, PanopticResult
+from alignbench.bench.data.coco import read_panoptic_png, write_panoptic_png
+from alignbench.bench.evaluation.panoptic import evaluate_panoptic_files
+from alignbench.bench.perf import write_panoptic_benchmark_pairs
+from alignbench.bench.reference import cityscapes_panoptic_scores
+from alignbench.metrics.panoptic import PanopticAccumulator, PanopticResult
 
 TOLERANCE = 1e-9
 

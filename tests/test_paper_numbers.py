@@ -15,10 +15,12 @@ import tomllib
 
 import pytest
 import yaml
+from alignbench_test_helpers import REPO_ROOT
 
-from helpers import REPO_ROOT
-from reports.paper import (
+from alignbench.reports.paper import (
     PAPER_DIR as YAML_DIR,
+)
+from alignbench.reports.paper import (
     PAPERS,
     VALUE_KEYS,
     PaperTable,
@@ -282,12 +284,12 @@ def test_a_good_file_loads(tmp_path):
 
 def test_yaml_files_ship_as_package_data():
     config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    assert "*.yaml" in config["tool"]["setuptools"]["package-data"]["reports.paper"]
+    assert "*.yaml" in config["tool"]["setuptools"]["package-data"]["alignbench.reports.paper"]
     assert sorted(PAPERS.values()) == sorted(p.name for p in (REPO_ROOT / "reports" / "paper").glob("*.yaml"))
 
 
 def test_loading_the_numbers_imports_nothing_heavy():
-    code = "import reports.paper as p, sys; p.list_tables(); print(' '.join(sorted(sys.modules)))"
+    code = "import alignbench.reports.paper as p, sys; p.list_tables(); print(' '.join(sorted(sys.modules)))"
     modules = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
                                  check=True).stdout.split())
-    assert not {"torch", "numpy", "pandas", "matplotlib", "bench", "models"} & modules
+    assert not {"torch", "numpy", "pandas", "matplotlib", "alignbench.bench", "alignbench.models"} & modules

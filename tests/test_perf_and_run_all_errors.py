@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from helpers import REPO_ROOT
+from alignbench_test_helpers import REPO_ROOT
 
 
 def test_run_all_rejects_unknown_data(cli, tmp_path):

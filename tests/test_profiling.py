@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import models
-from bench.profiling import build_for_profiling, count_flops, measure_latency
-from models.ops.deform import ModulatedDeformConv2d
+from alignbench import models
+from alignbench.bench.profiling import build_for_profiling, count_flops, measure_latency
+from alignbench.models.ops.deform import ModulatedDeformConv2d
 
 SMALL = (64, 128)
 
@@ -51,7 +51,7 @@ def test_convolution_and_matmul_macs_match_pytorch_flop_counter(name):
 def test_attention_macs_match_pytorch_flop_counter(transformer):
     """FPT's attention runs through F.scaled_dot_product_attention (one operator for fvcore, which we
     cost as its two products); FlopCounterMode sees the CPU math path as bmm's, 2 FLOPs per MAC."""
-    from models.necks.fpt import GroundingTransformer, SelfTransformer
+    from alignbench.models.necks.fpt import GroundingTransformer, SelfTransformer
 
     torch.manual_seed(0)
     fine, coarse = torch.rand(1, 32, 6, 10), torch.rand(1, 32, 3, 5)
@@ -136,7 +136,7 @@ def test_profile_cli_table_json_and_errors(cli):
 def test_profile_all_lists_every_model_of_the_task(monkeypatch, capsys):
     """`--all --task T` profiles whatever the registry lists for T (restricted here to three models: every
     model's counts are covered by test_every_registered_model_has_every_operator_counted)."""
-    from bench.cli import main
+    from alignbench.bench.cli import main
 
     everything = models.list_models
     chosen = {"rt_fpn_r18", "rt_fapn_r18", "sfnet_r18_fcn"}

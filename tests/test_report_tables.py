@@ -1,8 +1,8 @@
 """Paper-style tables: the two ways papers print improvements, clean column labels, GMAC footnote."""
 
-from bench.suites import load_suites
-from reports.paper import paper_table
-from reports.report import SuiteResults, suite_table
+from alignbench.bench.suites import load_suites
+from alignbench.reports.paper import paper_table
+from alignbench.reports.report import SuiteResults, suite_table
 
 
 def _results(values: dict[str, dict[str, float]]) -> SuiteResults:

@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from alignbench_test_helpers import assert_same_scores, perturb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.data.synthetic import generate_scene
-from metrics.labels import CITYSCAPES
-from metrics.semantic import InvalidMapError, SemanticAccumulator
-from helpers import assert_same_scores, perturb
+from alignbench.bench.data.synthetic import generate_scene
+from alignbench.metrics.labels import CITYSCAPES
+from alignbench.metrics.semantic import InvalidMapError, SemanticAccumulator
 
 SIZE = (48, 96)
 SCENES = [generate_scene(21, "val", index, SIZE) for index in range(6)]

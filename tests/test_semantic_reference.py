@@ -6,13 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from alignbench_test_helpers import assert_same_scores, perturb
 
-from bench.data.synthetic import generate_scene
-from bench.io import write_png
-from bench.reference import cityscapes_semantic_reference
-from metrics.labels import CITYSCAPES
-from metrics.semantic import SemanticAccumulator
-from helpers import assert_same_scores, perturb
+from alignbench.bench.data.synthetic import generate_scene
+from alignbench.bench.io import write_png
+from alignbench.bench.reference import cityscapes_semantic_reference
+from alignbench.metrics.labels import CITYSCAPES
+from alignbench.metrics.semantic import SemanticAccumulator
 
 TRAIN, BUS = 31, 28  # label ids (cityscapesscripts.helpers.labels)
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.data.synthetic import SynthSpec, generate_scene, write_dataset
-from metrics.labels import CITYSCAPES
+from alignbench.bench.data.synthetic import SynthSpec, generate_scene, write_dataset
+from alignbench.metrics.labels import CITYSCAPES
 
 THING_IDS = [i for i in CITYSCAPES.evaluated_ids if CITYSCAPES.has_instances[i]]
 # unlabeled, ego vehicle, rectification border, out of roi, static, dynamic, ground, parking, rail track,

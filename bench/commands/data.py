@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.commands.common import image_size, non_negative_int
+from alignbench.bench.commands.common import image_size, non_negative_int
 
 
 def register(subparsers) -> None:
@@ -34,11 +34,11 @@ def register(subparsers) -> None:
 def run_synth(args) -> int:
     from pathlib import Path
 
-    from bench.data.cache import prepare_synthetic_folder
-    from bench.data.synthetic import SynthSpec
+    from alignbench.bench.data.cache import prepare_synthetic_folder
+    from alignbench.bench.data.synthetic import SynthSpec
 
     if not 0 < args.density <= 10:
-        from bench.errors import UserError
+        from alignbench.bench.errors import UserError
 
         raise UserError(f"--density must be in (0, 10], got {args.density}")
     spec = SynthSpec(n_train=args.n_train, n_val=args.n_val, size=args.size, seed=args.seed, density=args.density)
@@ -50,11 +50,11 @@ def run_synth(args) -> int:
 def run_coco(args) -> int:
     import sys
 
-    from bench.data.coco import export_coco
+    from alignbench.bench.data.coco import export_coco
 
     splits = [split.strip() for split in args.split.split(",") if split.strip()]
     if not splits:
-        from bench.errors import UserError
+        from alignbench.bench.errors import UserError
 
         raise UserError(f"--split: expected a split name such as val, got {args.split!r}")
     for split in splits:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.commands.common import band_widths, positive_int
+from alignbench.bench.commands.common import band_widths, positive_int
 
 
 def register(subparsers) -> None:
@@ -62,9 +62,9 @@ def register(subparsers) -> None:
 def run_semantic(args) -> int:
     import sys
 
-    from bench.evaluation.semantic import SemanticEvalConfig, evaluate_semantic_files
-    from bench.io import write_json_atomic
-    from reports.console import BOUNDARY_FOOTNOTE, semantic_table
+    from alignbench.bench.evaluation.semantic import SemanticEvalConfig, evaluate_semantic_files
+    from alignbench.bench.io import write_json_atomic
+    from alignbench.reports.console import BOUNDARY_FOOTNOTE, semantic_table
 
     config = SemanticEvalConfig(bands=args.bands, pred_ids=args.pred_ids, instance_boundaries=args.instance_boundaries)
     result = evaluate_semantic_files(
@@ -82,8 +82,8 @@ def run_semantic(args) -> int:
 def run_panoptic(args) -> int:
     import sys
 
-    from bench.evaluation.panoptic import evaluate_panoptic_files, panoptic_table
-    from bench.io import write_json_atomic
+    from alignbench.bench.evaluation.panoptic import evaluate_panoptic_files, panoptic_table
+    from alignbench.bench.io import write_json_atomic
 
     result = evaluate_panoptic_files(
         args.gt_json, args.gt_dir, args.pred_json, args.pred_dir, workers=args.workers, progress=sys.stderr.isatty()
@@ -96,8 +96,8 @@ def run_panoptic(args) -> int:
 
 
 def run_coco(args) -> int:
-    from bench.evaluation.coco import coco_table, evaluate_coco_files
-    from bench.io import write_json_atomic
+    from alignbench.bench.evaluation.coco import coco_table, evaluate_coco_files
+    from alignbench.bench.io import write_json_atomic
 
     result = evaluate_coco_files(args.gt, args.dt, args.iou_type, args.backend)
     if args.json:

@@ -21,9 +21,9 @@ def run_models(args) -> int:
     import dataclasses
     import json
 
-    import models
-    from bench.errors import UserError
-    from reports.console import text_table
+    from alignbench import models
+    from alignbench.bench.errors import UserError
+    from alignbench.reports.console import text_table
 
     if args.task is not None and args.task not in models.TASKS:
         raise UserError(f"--task: unknown task {args.task!r}; choose from {', '.join(models.TASKS)}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.commands.common import image_size, positive_int
+from alignbench.bench.commands.common import image_size, positive_int
 
 
 def register(subparsers) -> None:
@@ -41,8 +41,8 @@ def register(subparsers) -> None:
 def run_semantic(args) -> int:
     from pathlib import Path
 
-    from bench.io import write_json_atomic
-    from bench.perf import semantic_benchmark
+    from alignbench.bench.io import write_json_atomic
+    from alignbench.bench.perf import semantic_benchmark
 
     result = semantic_benchmark(
         n=args.n, size=args.size, workers=args.workers, density=args.density, root=Path(args.dir) if args.dir else None
@@ -56,11 +56,11 @@ def run_semantic(args) -> int:
 def run_panoptic(args) -> int:
     from pathlib import Path
 
-    from bench.io import write_json_atomic
-    from bench.perf import panoptic_benchmark
+    from alignbench.bench.io import write_json_atomic
+    from alignbench.bench.perf import panoptic_benchmark
 
     if not 0 < args.density <= 10:
-        from bench.errors import UserError
+        from alignbench.bench.errors import UserError
 
         raise UserError(f"--density must be in (0, 10], got {args.density}")
     result = panoptic_benchmark(
@@ -73,8 +73,8 @@ def run_panoptic(args) -> int:
 
 
 def run_coco(args) -> int:
-    from bench.io import write_json_atomic
-    from bench.perf import coco_benchmark
+    from alignbench.bench.io import write_json_atomic
+    from alignbench.bench.perf import coco_benchmark
 
     iou_types = ("bbox", "segm") if args.iou_type == "both" else (args.iou_type,)
     result = coco_benchmark(n=args.n, size=args.size, iou_types=iou_types)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.commands.common import image_size, positive_int
+from alignbench.bench.commands.common import image_size, positive_int
 
 
 def register(subparsers) -> None:
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 
 def run_profile(args) -> int:
-    from bench.errors import UserError
+    from alignbench.bench.errors import UserError
 
     if args.all == bool(args.model):
         raise UserError("profile: give a MODEL name or --all (not both)")
@@ -42,7 +42,7 @@ def run_profile(args) -> int:
         raise UserError(f"--device: expected cpu, cuda or cuda:N, got {args.device!r}")
     if args.device == "cpu" and args.dtype == "fp16":
         raise UserError("--dtype fp16: timing in fp16 needs CUDA; use bf16 or fp32 on the CPU")
-    from bench.profiling import profile_models, profile_table
+    from alignbench.bench.profiling import profile_models, profile_table
 
     names = None if args.all else [args.model]
     rows = profile_models(
@@ -59,7 +59,7 @@ def run_profile(args) -> int:
     if args.json:
         import json
 
-        from bench.io import to_jsonable
+        from alignbench.bench.io import to_jsonable
 
         print(json.dumps(to_jsonable(rows), indent=2))
     else:

@@ -22,9 +22,9 @@ def register(subparsers) -> None:
 def run_report(args) -> int:
     from pathlib import Path
 
-    from bench.errors import UserError
-    from bench.reporting import write_report
-    from bench.suites import load_suites
+    from alignbench.bench.errors import UserError
+    from alignbench.bench.reporting import write_report
+    from alignbench.bench.suites import load_suites
 
     formats = [f for f in args.format.split(",") if f]
     unknown = sorted(set(formats) - {"md", "tex", "html"})
@@ -43,8 +43,8 @@ def run_results(args) -> int:
     import sys
     from pathlib import Path
 
-    from bench.errors import UserError
-    from bench.results import load_results
+    from alignbench.bench.errors import UserError
+    from alignbench.bench.results import load_results
 
     frame = load_results(Path(args.results))
     if args.format == "parquet":

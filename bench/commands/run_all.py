@@ -1,6 +1,6 @@
 """`alignbench run-all`: every suite, trained and evaluated, into the results store, then the report.
 
-Under torchrun (`torchrun --nproc-per-node N -m bench run-all ...`) the ranks train with DDP and share the
+Under torchrun (`torchrun --nproc-per-node N -m alignbench run-all ...`) the ranks train with DDP and share the
 evaluation; `--launcher slurm` submits the pending work as Slurm jobs instead (submitit).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.commands.common import non_negative_int, positive_int, seed_list
+from alignbench.bench.commands.common import non_negative_int, positive_int, seed_list
 
 # the options that only mean something with --launcher slurm, and their "not given" values
 _SLURM_ONLY = {"partition": None, "gpus_per_node": None, "nodes": None, "tasks_per_node": None,
@@ -82,8 +82,8 @@ def slurm_options(args):
     """The SlurmOptions of the command line (refusing Slurm options without --launcher slurm)."""
     from pathlib import Path
 
-    from bench.errors import UserError
-    from bench.runall import SlurmOptions
+    from alignbench.bench.errors import UserError
+    from alignbench.bench.runall import SlurmOptions
 
     given = [name for name, unset in _SLURM_ONLY.items() if getattr(args, name) != unset]
     if args.launcher != "slurm":
@@ -108,8 +108,8 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from bench import distributed
-    from bench.runall import run_all
+    from alignbench.bench import distributed
+    from alignbench.bench.runall import run_all
 
     slurm = slurm_options(args)
     distributed.init_from_env(args.device)  # a no-op unless started by torchrun with several processes

@@ -1,6 +1,6 @@
 """`alignbench train`: train (or resume) one registered model and evaluate it; or evaluate local weights.
 
-Under torchrun (`torchrun --nproc-per-node N -m bench train MODEL ...`) the processes train with DDP (the
+Under torchrun (`torchrun --nproc-per-node N -m alignbench train MODEL ...`) the processes train with DDP (the
 recipe's total batch split over them) and share the evaluation; rank 0 prints and writes --json.
 """
 
@@ -32,18 +32,18 @@ def run_train(args) -> int:
     import sys
     from pathlib import Path
 
-    import models
-    from bench import distributed
-    from bench.errors import UserError
-    from bench.io import write_json_atomic
-    from bench.recipes import budget as get_budget
-    from bench.recipes import training_config
-    from bench.runall import default_device
-    from bench.suites import default_recipe
-    from bench.tasks import resolve_data, task_runner
-    from bench.train import load_weights, train
-
     import torch
+
+    from alignbench import models
+    from alignbench.bench import distributed
+    from alignbench.bench.errors import UserError
+    from alignbench.bench.io import write_json_atomic
+    from alignbench.bench.recipes import budget as get_budget
+    from alignbench.bench.recipes import training_config
+    from alignbench.bench.runall import default_device
+    from alignbench.bench.suites import default_recipe
+    from alignbench.bench.tasks import resolve_data, task_runner
+    from alignbench.bench.train import load_weights, train
 
     try:
         info = models.get_info(args.model)

@@ -9,8 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
-from bench.data.synthetic import SynthSpec, read_synth_spec, write_dataset
-from bench.errors import UserError
+from alignbench.bench.data.synthetic import SynthSpec, read_synth_spec, write_dataset
+from alignbench.bench.errors import UserError
 
 log = logging.getLogger(__name__)
 

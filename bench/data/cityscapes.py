@@ -7,15 +7,15 @@ through cityscapesscripts' label table (metrics.labels.CITYSCAPES).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from bench.errors import UserError
-from bench.io import read_png
-from metrics.labels import CITYSCAPES
+from alignbench.bench.errors import UserError
+from alignbench.bench.io import read_png
+from alignbench.metrics.labels import CITYSCAPES
 
 LABEL_SUFFIX = "_gtFine_labelIds.png"
 INSTANCE_SUFFIX = "_gtFine_instanceIds.png"

@@ -27,17 +27,18 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 
-from bench.errors import UserError
-from bench.io import parse_png_header, read_png, write_json_atomic, write_png
-from metrics.labels import CITYSCAPES, LabelSpec
-from metrics.panoptic import id_to_rgb
+from alignbench.bench.errors import UserError
+from alignbench.bench.io import parse_png_header, read_png, write_json_atomic, write_png
+from alignbench.metrics.labels import CITYSCAPES, LabelSpec
+from alignbench.metrics.panoptic import id_to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class CategoryTable:
     categories: tuple[Mapping[str, Any], ...]
 
     @classmethod
-    def from_coco(cls, categories: Sequence[Mapping[str, Any]]) -> "CategoryTable":
+    def from_coco(cls, categories: Sequence[Mapping[str, Any]]) -> CategoryTable:
         return cls(tuple(sorted(categories, key=lambda c: c["id"])))
 
     @property
@@ -130,7 +131,8 @@ def panoptic_from_instance_ids(
     label_ids = np.where(values < _INSTANCE_OFFSET, values, values // _INSTANCE_OFFSET)
     if label_ids.size and int(label_ids.max()) >= spec.num_ids:
         bad = int(values[label_ids >= spec.num_ids].flat[0])
-        raise ValueError(f"instanceIds value {bad} has label id {bad if bad < _INSTANCE_OFFSET else bad // _INSTANCE_OFFSET} outside 0..{spec.num_ids - 1}")
+        label_id = bad if bad < _INSTANCE_OFFSET else bad // _INSTANCE_OFFSET
+        raise ValueError(f"instanceIds value {bad} has label id {label_id} outside 0..{spec.num_ids - 1}")
     segment_map = np.where(spec.evaluated[label_ids], values, 0).astype(np.int32)
     areas = np.bincount(segment_map.ravel())
     boxes = ndimage.find_objects(segment_map)  # one pass: the bounding slices of every id
@@ -156,7 +158,7 @@ def instance_annotations(
     first_annotation_id: int = 1,
 ) -> list[dict[str, Any]]:
     """COCO instance annotations (RLE masks) for the thing segments of one panoptic map."""
-    from metrics.coco import encode_mask
+    from alignbench.metrics.coco import encode_mask
 
     things = set(int(i) for i in thing_ids)
     annotations = []
@@ -203,7 +205,7 @@ def export_coco(root: str | Path, out: str | Path, split: str = "val", progress:
     """Write COCO instances and panoptic annotations for one split of a Cityscapes-layout tree."""
     from tqdm import tqdm
 
-    from bench.data.cityscapes import IMAGE_SUFFIX, find_frames
+    from alignbench.bench.data.cityscapes import IMAGE_SUFFIX, find_frames
 
     root = Path(root)
     frames = find_frames(root, split, require_images=False)
@@ -383,7 +385,7 @@ class CocoDetectionDataset:
         with_masks: bool = True,
         transform: Callable[[DetectionSample], Any] | None = None,
     ) -> None:
-        from metrics.coco import InvalidCocoError, validate_ground_truth
+        from alignbench.metrics.coco import InvalidCocoError, validate_ground_truth
 
         self.annotation_file = Path(annotation_file)
         self.image_dir = _require_folder(image_dir, "image")
@@ -410,7 +412,7 @@ class CocoDetectionDataset:
         return [image["id"] for image in self.images]
 
     def __getitem__(self, index: int):
-        from metrics.coco import decode_segmentation
+        from alignbench.metrics.coco import decode_segmentation
 
         info = self.images[index]
         image = read_image(self.image_dir / info["file_name"])
@@ -472,7 +474,10 @@ class PanopticSample:
         """(boxes (N, 4) float32 xyxy, category_ids (N,), masks (N, H, W) uint8, iscrowd (N,)) of the
         thing segments, e.g. for Panoptic FPN's instance branch."""
         things = [s for s in self.segments_info if s["category_id"] in self.thing_ids and (include_crowd or not s.get("iscrowd", 0))]
-        masks = np.stack([self.segment_map == s["id"] for s in things]).astype(np.uint8) if things else np.zeros((0,) + self.segment_map.shape, np.uint8)
+        if things:
+            masks = np.stack([self.segment_map == s["id"] for s in things]).astype(np.uint8)
+        else:
+            masks = np.zeros((0,) + self.segment_map.shape, np.uint8)
         boxes = np.zeros((len(things), 4), np.float32)
         for k, mask in enumerate(masks):
             rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))

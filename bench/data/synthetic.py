@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
-from bench.data import textures as tex
-from metrics.labels import CITYSCAPES
+from alignbench.bench.data import textures as tex
+from alignbench.metrics.labels import CITYSCAPES
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Canvas:
         self._next_instance[label_id] = k + 1
         return label_id * 1000 + k
 
-    def paint(self, shape: "Shape", label_id: int, texture: tex.Texture, instance_id: int | None = None) -> None:
+    def paint(self, shape: Shape, label_id: int, texture: tex.Texture, instance_id: int | None = None) -> None:
         """Paint a shape's pixels: label, instance id (default: the bare label id) and texture."""
         region = shape.clipped(self.height, self.width)
         if region is None:
@@ -95,24 +95,24 @@ class Shape:
     def _local(self, points) -> np.ndarray:
         return np.round(np.asarray(points, np.float64) - (self.x0, self.y0)).astype(np.int32)
 
-    def polygon(self, points) -> "Shape":
+    def polygon(self, points) -> Shape:
         cv2.fillPoly(self.mask, [self._local(points)], 1)
         return self
 
-    def rect(self, x0, y0, x1, y1) -> "Shape":
+    def rect(self, x0, y0, x1, y1) -> Shape:
         return self.polygon([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
 
-    def ellipse(self, cx, cy, rx, ry) -> "Shape":
+    def ellipse(self, cx, cy, rx, ry) -> Shape:
         centre = tuple(int(v) for v in self._local([(cx, cy)])[0])
         cv2.ellipse(self.mask, centre, (max(1, int(round(rx))), max(1, int(round(ry)))), 0, 0, 360, 1, -1)
         return self
 
-    def ring(self, cx, cy, radius, thickness) -> "Shape":
+    def ring(self, cx, cy, radius, thickness) -> Shape:
         centre = tuple(int(v) for v in self._local([(cx, cy)])[0])
         cv2.circle(self.mask, centre, max(1, int(round(radius))), 1, max(1, int(round(thickness))))
         return self
 
-    def line(self, xa, ya, xb, yb, thickness) -> "Shape":
+    def line(self, xa, ya, xb, yb, thickness) -> Shape:
         a, b = self._local([(xa, ya), (xb, yb)])
         cv2.line(self.mask, tuple(int(v) for v in a), tuple(int(v) for v in b), 1, max(1, int(round(thickness))))
         return self
@@ -206,7 +206,8 @@ class StreetScene:
             radius = h * rng.uniform(0.04, 0.1)
             crown = Shape(cx - 2 * radius, cy - 2 * radius, cx + 2 * radius, self.horizon + h * 0.05)
             for _ in range(5):
-                crown.ellipse(cx + rng.uniform(-1, 1) * radius, cy + rng.uniform(-1, 1) * radius * 0.6, radius * rng.uniform(0.6, 1.0), radius * rng.uniform(0.5, 0.9))
+                crown.ellipse(cx + rng.uniform(-1, 1) * radius, cy + rng.uniform(-1, 1) * radius * 0.6,
+                              radius * rng.uniform(0.6, 1.0), radius * rng.uniform(0.5, 0.9))
             crown.rect(cx - radius * 0.1, cy, cx + radius * 0.1, self.horizon + h * 0.05)
             self.paint(crown, "vegetation")
         ground = self.horizon + 1
@@ -358,7 +359,8 @@ class StreetScene:
         width, height = 0.42 * s, 0.19 * s
         body = Shape(x - width / 2, y - height, x + width / 2, y + 1)
         body.rect(x - width / 2, y - height * 0.62, x + width / 2, y - height * 0.12)
-        body.polygon([(x - width * 0.32, y - height * 0.6), (x - width * 0.2, y - height), (x + width * 0.2, y - height), (x + width * 0.35, y - height * 0.6)])
+        body.polygon([(x - width * 0.32, y - height * 0.6), (x - width * 0.2, y - height),
+                      (x + width * 0.2, y - height), (x + width * 0.35, y - height * 0.6)])
         self._wheels(body, (x - width * 0.3, x + width * 0.3), y, height * 0.18)
         self._vehicle(body, "car", self._windowed(tex.vehicle_body, rows=(0.08, 0.36), pillars=False))
 
@@ -649,7 +651,7 @@ def colorize(label_ids: np.ndarray) -> np.ndarray:
 
 
 def write_scene(root: Path, split: str, scene: Scene) -> dict[str, Path]:
-    from bench.io import write_png
+    from alignbench.bench.io import write_png
 
     paths = scene_paths(root, split, scene)
     if scene.image is not None:
@@ -664,7 +666,7 @@ def write_dataset(root: str | Path, spec: SynthSpec, progress: bool = True) -> P
     """Write train and val scenes under `root` in the Cityscapes layout, plus synth.json."""
     from tqdm import tqdm
 
-    from bench.io import write_json_atomic
+    from alignbench.bench.io import write_json_atomic
 
     root = Path(root)
     jobs = [("train", i) for i in range(spec.n_train)] + [("val", i) for i in range(spec.n_val)]

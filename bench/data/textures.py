@@ -8,7 +8,7 @@ network has to learn appearance. Every texture is a function (h, w, rng, unit) -
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bench.data.coco import load_json
-from bench.errors import UserError
-from metrics.coco import BACKENDS, CocoResult, InvalidCocoError, backend_available, evaluate_coco
+from alignbench.bench.data.coco import load_json
+from alignbench.bench.errors import UserError
+from alignbench.metrics.coco import BACKENDS, CocoResult, InvalidCocoError, backend_available, evaluate_coco
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def evaluate_coco_files(
 
 def coco_table(result: CocoResult) -> str:
     """AP, AP50, AP75, APs, APm, APl in percent with one decimal."""
-    from reports.console import percent, text_table
+    from alignbench.reports.console import percent, text_table
 
     metrics = result.metrics
     table = text_table([result.iou_type, *metrics], [[result.backend, *(percent(v) for v in metrics.values())]])

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.data.coco import CategoryTable, CocoDetectionDataset, CocoPanopticDataset, PanopticSample
-from metrics.coco import CocoResult, detections_to_coco, evaluate_coco
-from metrics.panoptic import PanopticAccumulator, PanopticResult
+from alignbench.bench.data.coco import CategoryTable, CocoDetectionDataset, CocoPanopticDataset, PanopticSample
+from alignbench.metrics.coco import CocoResult, detections_to_coco, evaluate_coco
+from alignbench.metrics.panoptic import PanopticAccumulator, PanopticResult
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def evaluate_detector(
     """
     from tqdm import tqdm
 
-    from bench import distributed
+    from alignbench.bench import distributed
 
     model.eval()
     mine = list(distributed.shard_indices(len(dataset)))
@@ -165,7 +165,7 @@ def evaluate_panoptic_model(
     """
     from tqdm import tqdm
 
-    from bench import distributed
+    from alignbench.bench import distributed
 
     model.eval()
     accumulator = PanopticAccumulator(dataset.categories)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from bench.data.cityscapes import CityscapesFrame, read_frame
-from bench.train import image_to_tensor
-from metrics.boundary import DEFAULT_BANDS
-from metrics.semantic import SemanticAccumulator, SemanticResult
+from alignbench.bench.data.cityscapes import CityscapesFrame, read_frame
+from alignbench.bench.train import image_to_tensor
+from alignbench.metrics.boundary import DEFAULT_BANDS
+from alignbench.metrics.semantic import SemanticAccumulator, SemanticResult
 
 
 @torch.inference_mode()
@@ -33,7 +33,7 @@ def evaluate_semantic_model(
     """
     from tqdm import tqdm
 
-    from bench import distributed
+    from alignbench.bench import distributed
 
     model.eval().to(device)
     accumulator = SemanticAccumulator(bands=bands, pred_ids="train")

@@ -10,15 +10,16 @@ processes and the partial accumulators merge exactly (metrics.panoptic).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from bench.data.coco import load_json, read_panoptic_png
-from bench.errors import UserError
-from bench.evaluation.parallel import accumulate
-from metrics.panoptic import InvalidPanopticError, PanopticAccumulator, PanopticCategory, PanopticResult
+from alignbench.bench.data.coco import load_json, read_panoptic_png
+from alignbench.bench.errors import UserError
+from alignbench.bench.evaluation.parallel import accumulate
+from alignbench.metrics.panoptic import InvalidPanopticError, PanopticAccumulator, PanopticCategory, PanopticResult
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def evaluate_panoptic_pairs(
     Under torch.distributed each rank accumulates its shard (pair i on rank i % world, with `workers`
     processes of its own) and every rank returns the exact merge of all shards.
     """
-    from bench import distributed
+    from alignbench.bench import distributed
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
@@ -178,7 +179,7 @@ def evaluate_panoptic_files(
 
 def panoptic_table(result: PanopticResult) -> str:
     """Per-class PQ / SQ / RQ and the All / Things / Stuff means, in percent with one decimal."""
-    from reports.console import percent, text_table
+    from alignbench.reports.console import percent, text_table
 
     rows = []
     for category in result.categories:

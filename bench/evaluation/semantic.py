@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-from bench.data.cityscapes import CityscapesFrame, find_frames
-from bench.errors import UserError
-from bench.evaluation.parallel import accumulate
-from bench.io import read_png
-from metrics.boundary import DEFAULT_BANDS
-from metrics.semantic import InvalidMapError, SemanticAccumulator
+from alignbench.bench.data.cityscapes import CityscapesFrame, find_frames
+from alignbench.bench.errors import UserError
+from alignbench.bench.evaluation.parallel import accumulate
+from alignbench.bench.io import read_png
+from alignbench.metrics.boundary import DEFAULT_BANDS
+from alignbench.metrics.semantic import InvalidMapError, SemanticAccumulator
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def evaluate_pairs(
     Under torch.distributed each rank accumulates its shard (pair i on rank i % world, with `workers`
     processes of its own) and every rank returns the exact merge of all shards.
     """
-    from bench import distributed
+    from alignbench.bench import distributed
 
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")

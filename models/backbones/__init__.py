@@ -1,14 +1,14 @@
 """Bottom-up backbones returning C2..C5 feature maps (DFNet: C3..C5)."""
 
-from models.backbones.dfnet import DFNetBackbone
-from models.backbones.resnet import (
+from alignbench.models.backbones.dfnet import DFNetBackbone
+from alignbench.models.backbones.resnet import (
     RESNET_DEPTHS,
     BackboneWeightsError,
     ResNetBackbone,
     load_backbone_weights,
     load_resnet_weights,
 )
-from models.backbones.shufflenet import ShuffleNetV2Backbone
+from alignbench.models.backbones.shufflenet import ShuffleNetV2Backbone
 
 __all__ = [
     "RESNET_DEPTHS",

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from models.backbones.resnet import load_backbone_weights
+from alignbench.models.backbones.resnet import load_backbone_weights
 
 # (attribute name, width, blocks, stride, output name or None); strides accumulate from the stem's 4.
 _STAGES = {

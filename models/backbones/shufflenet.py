@@ -19,7 +19,7 @@ import torch
 import torchvision
 from torch import nn
 
-from models.backbones.resnet import load_backbone_weights
+from alignbench.models.backbones.resnet import load_backbone_weights
 
 _BUILDERS = {
     "x0_5": torchvision.models.shufflenet_v2_x0_5,

@@ -7,8 +7,8 @@
 See models.detection.rcnn for the interface and models.detection.panoptic for the panoptic merge.
 """
 
-from models.detection.panoptic import PanopticFPN, build_panoptic_fpn, combine_panoptic
-from models.detection.rcnn import (
+from alignbench.models.detection.panoptic import PanopticFPN, build_panoptic_fpn, combine_panoptic
+from alignbench.models.detection.rcnn import (
     DETECTOR_KINDS,
     PyramidBackbone,
     RCNNDetector,

@@ -35,7 +35,7 @@ from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.image_list import ImageList
 
-from models.detection.rcnn import (
+from alignbench.models.detection.rcnn import (
     ROI_LEVELS,
     Images,
     RCNNDetector,
@@ -43,7 +43,7 @@ from models.detection.rcnn import (
     build_pyramid_backbone,
     build_rcnn,
 )
-from models.heads.semantic_fpn import SemanticFPNHead
+from alignbench.models.heads.semantic_fpn import SemanticFPNHead
 
 logger = logging.getLogger(__name__)
 

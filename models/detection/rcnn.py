@@ -50,7 +50,7 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import MultiScaleRoIAlign
 
-from models.backbones.resnet import ResNetBackbone
+from alignbench.models.backbones.resnet import ResNetBackbone
 
 logger = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ resolution (the model resizes them to the input), and `losses(features, targets)
 (SFNet's fusion head and context modules are used by models/sfnet.py, which computes their losses.)
 """
 
-from models.heads.context import ASPP, DenseASPP, NonLocalContext, PyramidPooling, build_context
-from models.heads.pointrend import PointHead, PointRendSemanticHead
-from models.heads.prediction import ConvPredictionHead
-from models.heads.semantic_fpn import SemanticFPNHead
-from models.heads.sfnet import DeepSupervisionHead, SFNetFusionHead
+from alignbench.models.heads.context import ASPP, DenseASPP, NonLocalContext, PyramidPooling, build_context
+from alignbench.models.heads.pointrend import PointHead, PointRendSemanticHead
+from alignbench.models.heads.prediction import ConvPredictionHead
+from alignbench.models.heads.semantic_fpn import SemanticFPNHead
+from alignbench.models.heads.sfnet import DeepSupervisionHead, SFNetFusionHead
 
 __all__ = [
     "ASPP",

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.heads.common import upsampled_cross_entropy
-from models.heads.semantic_fpn import SemanticFPNHead
-from models.layers import c2_msra_fill
+from alignbench.models.heads.common import upsampled_cross_entropy
+from alignbench.models.heads.semantic_fpn import SemanticFPNHead
+from alignbench.models.layers import c2_msra_fill
 
 
 def point_sample(features: torch.Tensor, coords: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:

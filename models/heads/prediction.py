@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from models.heads.common import upsampled_cross_entropy
-from models.layers import c2_msra_fill
+from alignbench.models.heads.common import upsampled_cross_entropy
+from alignbench.models.layers import c2_msra_fill
 
 
 class ConvPredictionHead(nn.Module):

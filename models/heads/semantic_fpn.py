@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from models.heads.common import upsampled_cross_entropy
-from models.layers import c2_msra_fill, resize_to
+from alignbench.models.heads.common import upsampled_cross_entropy
+from alignbench.models.layers import c2_msra_fill, resize_to
 
 
 class SemanticFPNHead(nn.Module):

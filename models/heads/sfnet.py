@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from models.layers import c2_msra_fill
-from models.necks.sfnet import FlowAlignment, upsample_aligned_corners
+from alignbench.models.layers import c2_msra_fill
+from alignbench.models.necks.sfnet import FlowAlignment, upsample_aligned_corners
 
 FUSIONS = ("bilinear", "fam")
 

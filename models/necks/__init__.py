@@ -5,18 +5,18 @@ Every neck takes `in_channels` (the backbone's `out_channels` dict), exposes `ou
 (`AlignedFPN`, SFNet's decoder pyramid, and `UFP`, FPT's segmentation pyramid, are segmentation-only.)
 """
 
-from models.necks.fapn import FaPN, FeatureAlignment, FeatureSelection, PostFusionAlignment
-from models.necks.fapn_realtime import RealTimeFaPN
-from models.necks.fpn import FPN
-from models.necks.fpt import (
+from alignbench.models.necks.fapn import FaPN, FeatureAlignment, FeatureSelection, PostFusionAlignment
+from alignbench.models.necks.fapn_realtime import RealTimeFaPN
+from alignbench.models.necks.fpn import FPN
+from alignbench.models.necks.fpt import (
     FPT,
     FeaturePyramidTransformer,
     GroundingTransformer,
     RenderingTransformer,
     SelfTransformer,
 )
-from models.necks.sfnet import AlignedFPN, DeformableAlignment, FlowAlignment
-from models.necks.ufp import UFP
+from alignbench.models.necks.sfnet import AlignedFPN, DeformableAlignment, FlowAlignment
+from alignbench.models.necks.ufp import UFP
 
 __all__ = [
     "FPN",

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.capture import AlignmentModule
-from models.layers import c2_xavier_fill, max_pool_p6, resize_to
-from models.ops.deform import ModulatedDeformConv2d
+from alignbench.models.capture import AlignmentModule
+from alignbench.models.layers import c2_xavier_fill, max_pool_p6, resize_to
+from alignbench.models.ops.deform import ModulatedDeformConv2d
 
 LATERALS = ("fsm", "se", "conv")
 ALIGNMENTS = ("fam", "deconv", "fam_after_fusion")

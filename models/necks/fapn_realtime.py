@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from models.layers import c2_xavier_fill, resize_to
-from models.necks.fapn import FeatureAlignment, FeatureSelection
+from alignbench.models.layers import c2_xavier_fill, resize_to
+from alignbench.models.necks.fapn import FeatureAlignment, FeatureSelection
 
 
 class RealTimeFaPN(nn.Module):

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from models.layers import c2_xavier_fill, max_pool_p6, resize_to
+from alignbench.models.layers import c2_xavier_fill, max_pool_p6, resize_to
 
 
 def _level(name: str) -> int:

@@ -37,10 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.capture import AlignmentModule
-from models.heads.context import build_context
-from models.ops.deform import ModulatedDeformConv2d
-from models.ops.flow import flow_warp
+from alignbench.models.capture import AlignmentModule
+from alignbench.models.heads.context import build_context
+from alignbench.models.ops.deform import ModulatedDeformConv2d
+from alignbench.models.ops.flow import flow_warp
 
 ALIGNMENTS = ("fam", "dcn", "none")
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from functools import partial
 
-from models.detection.panoptic import build_panoptic_fpn
-from models.detection.rcnn import build_detector
-from models.necks.fapn import FaPN
-from models.necks.fpn import FPN
-from models.necks.fpt import FPT
-from models.registry import ModelInfo, register_model
+from alignbench.models.detection.panoptic import build_panoptic_fpn
+from alignbench.models.detection.rcnn import build_detector
+from alignbench.models.necks.fapn import FaPN
+from alignbench.models.necks.fpn import FPN
+from alignbench.models.necks.fpt import FPT
+from alignbench.models.registry import ModelInfo, register_model
 
 COCO = (800, 1333)  # torchvision's / detectron2's COCO test size: short side 800, long side at most 1333
 

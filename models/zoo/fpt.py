@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from models.fpt import build_ufp_segmenter
-from models.registry import ModelInfo, register_model
+from alignbench.models.fpt import build_ufp_segmenter
+from alignbench.models.registry import ModelInfo, register_model
 
 CITYSCAPES = (1024, 2048)
 FLOPS_SIZE = (969, 969)

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from models.registry import ModelInfo, register_model
-from models.sfnet import build_sfnet
+from alignbench.models.registry import ModelInfo, register_model
+from alignbench.models.sfnet import build_sfnet
 
 CITYSCAPES = (1024, 2048)
 FLOPS_SIZE = (1024, 1024)

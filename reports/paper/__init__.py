@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -244,7 +245,7 @@ def _file_for(paper: str) -> Path:
     return PAPER_DIR / PAPERS[name]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_cached(path: Path) -> MappingProxyType:
     return MappingProxyType(load_paper_file(path))
 

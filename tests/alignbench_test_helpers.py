@@ -1,4 +1,8 @@
-"""Helpers shared by the tests (importable as `helpers`: pytest puts tests/ on sys.path)."""
+"""Helpers shared by the tests.
+
+Importable as `alignbench_test_helpers` (pytest puts tests/ on sys.path); the name is unique so that it
+collides with no installed package.
+"""
 
 from __future__ import annotations
 
@@ -33,12 +37,12 @@ class CliResult:
 
 
 def run_cli(*args, env: dict | None = None, cwd: Path | None = None) -> CliResult:
-    """Run `python -m bench ARGS` in a subprocess, as a user would.
+    """Run `python -m alignbench ARGS` in a subprocess, as a user would.
 
     It runs outside the source tree by default, so it exercises the installed package.
     """
     completed = subprocess.run(
-        [sys.executable, "-m", "bench", *map(str, args)],
+        [sys.executable, "-m", "alignbench", *map(str, args)],
         capture_output=True,
         text=True,
         env=env,
