@@ -115,7 +115,8 @@ def test_training_steps_lower_the_loss_and_reach_every_parameter(name):
     with torch.no_grad():
         before = total_loss().item()
     silent = {name for name, p in model.named_parameters() if p.requires_grad}
-    for _ in range(4):
+    # six steps: at four, the ShuffleNetV2 SFNet's loss sits at 0.82x its start on some CPUs (0.65x at six)
+    for _ in range(6):
         loss = total_loss()
         optimizer.zero_grad()
         loss.backward()
