@@ -122,23 +122,53 @@ def resample_multiplicities(n_items: int, n_resamples: int = DEFAULT_RESAMPLES, 
     return np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_items).reshape(n_resamples, n_items)
 
 
-def _scores(per_image: np.ndarray, weights: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Score of each weighting: `per_image` (seeds, images, ...) summed over images with `weights` (R, images),
-    scored per seed, averaged over seeds -> (R,)."""
-    seeds, images = per_image.shape[:2]
-    flat = per_image.reshape(seeds, images, -1).astype(np.float64)
-    sums = np.einsum("rn,snk->rsk", weights.astype(np.float64), flat)  # (R, seeds, K)
-    scores = statistic(sums.reshape(weights.shape[0], seeds, *per_image.shape[2:]))  # (R, seeds)
-    return np.asarray(scores, dtype=np.float64).mean(axis=1)
+Scorer = Callable[[np.ndarray], np.ndarray]  # image multiplicities (R, images) -> one score per resample (R,)
 
 
-def _with_seed_axis(per_image: np.ndarray, item_ndim: int) -> np.ndarray:
+def summed_scorer(per_image: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], item_ndim: int) -> Scorer:
+    """A scorer for statistics that add up over images: `per_image` (images, *item) or (seeds, images, *item) is
+    summed over images with each resample's multiplicities, scored per seed by `statistic` (..., *item) -> (...),
+    and averaged over seeds (the reported value is the mean over seeds)."""
     per_image = np.asarray(per_image)
     if per_image.ndim == item_ndim + 1:
-        return per_image[None]
+        per_image = per_image[None]
     if per_image.ndim != item_ndim + 2:
         raise ValueError(f"per-image statistics must be (images, ...) or (seeds, images, ...), got shape {per_image.shape}")
-    return per_image
+    seeds, images = per_image.shape[:2]
+    flat = per_image.reshape(seeds, images, -1).astype(np.float64)
+
+    def score(weights: np.ndarray) -> np.ndarray:
+        if weights.shape[1] != images:
+            raise ValueError(f"paired bootstrap: {weights.shape[1]} images resampled, the statistics have {images}")
+        sums = np.einsum("rn,snk->rsk", weights.astype(np.float64), flat)  # (R, seeds, K)
+        scores = statistic(sums.reshape(weights.shape[0], seeds, *per_image.shape[2:]))  # (R, seeds)
+        return np.asarray(scores, dtype=np.float64).mean(axis=1)
+
+    score.n_images = images
+    return score
+
+
+def bootstrap_difference(
+    baseline: Scorer,
+    row: Scorer,
+    n_images: int,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> Interval:
+    """`row - baseline` on all `n_images` images, with the percentile interval of the same difference over
+    `n_resamples` paired resamples (both scorers see the same resampled images)."""
+    everything = np.ones((1, n_images), dtype=np.int64)
+    estimate = float(row(everything)[0] - baseline(everything)[0])
+    weights = resample_multiplicities(n_images, n_resamples, seed)
+    differences = row(weights) - baseline(weights)
+    differences = differences[~np.isnan(differences)]
+    alpha = 1.0 - confidence
+    if differences.size == 0:
+        low = high = math.nan
+    else:
+        low, high = (float(v) for v in np.quantile(differences, [alpha / 2, 1 - alpha / 2]))
+    return Interval(estimate, low, high, confidence, f"paired bootstrap over {n_images} images, {n_resamples} resamples")
 
 
 def paired_bootstrap(
@@ -153,30 +183,119 @@ def paired_bootstrap(
     """The difference `statistic(row) - statistic(baseline)` with its paired percentile bootstrap interval.
 
     Args:
-        baseline, row: per-image statistics, (images, *item) or (seeds, images, *item), the images in the same
-            order in both (the same validation images); the seed counts may differ.
+        baseline, row: per-image statistics that add up over images, (images, *item) or (seeds, images, *item),
+            the images in the same order in both (the same validation images); the seed counts may differ.
         statistic: maps summed statistics (..., *item) to scores (...), e.g. `mean_iou` for (n_classes, 3).
         item_ndim: len(item), the number of trailing axes one image's statistics have.
-
-    The estimate is the difference on all images (mean over seeds); the interval holds the central
-    `confidence` fraction of the resampled differences.
     """
-    baseline = _with_seed_axis(baseline, item_ndim)
-    row = _with_seed_axis(row, item_ndim)
-    images = baseline.shape[1]
-    if row.shape[1] != images or row.shape[2:] != baseline.shape[2:]:
-        raise ValueError(f"paired bootstrap: per-image statistics of shapes {baseline.shape} and {row.shape} do not pair up")
-    everything = np.ones((1, images), dtype=np.int64)
-    estimate = float(_scores(row, everything, statistic)[0] - _scores(baseline, everything, statistic)[0])
-    weights = resample_multiplicities(images, n_resamples, seed)
-    differences = _scores(row, weights, statistic) - _scores(baseline, weights, statistic)
-    differences = differences[~np.isnan(differences)]
-    alpha = 1.0 - confidence
-    if differences.size == 0:
-        low = high = math.nan
-    else:
-        low, high = (float(v) for v in np.quantile(differences, [alpha / 2, 1 - alpha / 2]))
-    return Interval(estimate, low, high, confidence, f"paired bootstrap over {images} images, {n_resamples} resamples")
+    baseline_score = summed_scorer(baseline, statistic, item_ndim)
+    row_score = summed_scorer(row, statistic, item_ndim)
+    if row_score.n_images != baseline_score.n_images or np.shape(row)[-item_ndim:] != np.shape(baseline)[-item_ndim:]:
+        raise ValueError(f"paired bootstrap: per-image statistics of shapes {np.shape(baseline)} and {np.shape(row)} do not pair up")
+    return bootstrap_difference(baseline_score, row_score, baseline_score.n_images, n_resamples, confidence, seed)
+
+
+# --- COCO AP on a resample of the images -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CocoMatches:
+    """What COCOeval's `evaluate()` decided per image (area "all", at most 100 detections per image), enough to
+    recompute its AP on any multiset of the images.
+
+    `per_category` holds, for each category with ground truth or detections: `image` (D,) the image index of
+    each detection, sorted as COCOeval's `accumulate` sorts them (score descending, stable over image order);
+    `tp` and `fp` (T, D) bool per IoU threshold (detections matched to ignored ground truth are neither);
+    `gt` (images,) the number of non-ignored ground-truth objects per image.
+    """
+
+    image_ids: tuple
+    iou_thresholds: np.ndarray
+    recall_thresholds: np.ndarray
+    per_category: tuple[dict, ...]
+
+
+def coco_matches(cocoeval) -> CocoMatches:
+    """The per-image matches of a pycocotools `COCOeval` on which `evaluate()` has run."""
+    params = cocoeval.params
+    images = len(params.imgIds)
+    area_all = list(params.areaRngLbl).index("all")
+    max_det = max(params.maxDets)
+    per_area = images
+    per_category_block = len(params.areaRng) * images
+    categories = []
+    for k in range(len(params.catIds) if params.useCats else 1):
+        evaluated = [(i, cocoeval.evalImgs[k * per_category_block + area_all * per_area + i]) for i in range(images)]
+        evaluated = [(i, e) for i, e in evaluated if e is not None]
+        if not evaluated:
+            continue
+        gt = np.zeros(images, np.int64)
+        for i, e in evaluated:
+            gt[i] = int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))
+        scores = np.concatenate([np.asarray(e["dtScores"][:max_det], dtype=np.float64) for _, e in evaluated])
+        order = np.argsort(-scores, kind="mergesort")  # COCOeval.accumulate's order
+        image = np.concatenate([np.full(len(e["dtScores"][:max_det]), i, np.int64) for i, e in evaluated])[order]
+        matched = np.concatenate([np.asarray(e["dtMatches"])[:, :max_det] for _, e in evaluated], axis=1)[:, order]
+        ignored = np.concatenate([np.asarray(e["dtIgnore"])[:, :max_det] for _, e in evaluated], axis=1)[:, order].astype(bool)
+        categories.append({"image": image, "tp": (matched != 0) & ~ignored, "fp": (matched == 0) & ~ignored, "gt": gt})
+    return CocoMatches(tuple(params.imgIds), np.asarray(params.iouThrs), np.asarray(params.recThrs), tuple(categories))
+
+
+def coco_average_precision(matches: CocoMatches, weights: np.ndarray, iou: float | None = None) -> np.ndarray:
+    """COCO AP (IoU 0.50:0.95, or only `iou`, e.g. 0.5 for AP50) of each image multiset `weights` (R, images).
+
+    It follows COCOeval.accumulate / summarize with every detection of image i counted weights[r, i] times:
+    cumulative TP / FP, recall = TP / number of non-ignored ground truth, precision = TP / (TP + FP + eps), the
+    precision envelope, precision at 101 recall points, mean over thresholds, points and categories with ground
+    truth. A repeated detection is one step of weight w instead of w equal steps; that leaves every sampled
+    precision unchanged (the envelope of the skipped points equals that of the step's end).
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    resamples = weights.shape[0]
+    thresholds = range(len(matches.iou_thresholds)) if iou is None else [int(np.argmin(np.abs(matches.iou_thresholds - iou)))]
+    recall_points = matches.recall_thresholds
+    total = np.zeros(resamples)
+    count = np.zeros(resamples)
+    rows = np.arange(resamples)[:, None]
+    for category in matches.per_category:
+        ground_truth = weights @ category["gt"]  # (R,)
+        present = ground_truth > 0
+        detections = category["image"].size
+        detection_weights = weights[:, category["image"]]  # (R, D)
+        for t in thresholds:
+            if detections == 0:
+                sampled = np.zeros((resamples, recall_points.size))
+            else:
+                tp = np.cumsum(detection_weights * category["tp"][t], axis=1)
+                fp = np.cumsum(detection_weights * category["fp"][t], axis=1)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    recall = tp / ground_truth[:, None]
+                precision = tp / (fp + tp + np.spacing(1))
+                envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+                # one searchsorted for all resamples: row r's recalls (in [0, 1]) shifted by 2r stay sorted
+                shifted = np.where(np.isnan(recall), 0.0, recall) + 2.0 * rows
+                found = np.searchsorted(shifted.ravel(), (recall_points[None, :] + 2.0 * rows).ravel(), side="left")
+                found = found.reshape(resamples, -1) - rows * detections
+                inside = found < detections
+                sampled = np.where(inside, envelope[rows, np.minimum(found, detections - 1)], 0.0)
+            total += np.where(present, sampled.sum(axis=1), 0.0)
+            count += np.where(present, recall_points.size, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def coco_scorer(matches: CocoMatches | Sequence[CocoMatches], iou: float | None = None) -> Scorer:
+    """A scorer of COCO AP (mean over seeds when given one `CocoMatches` per seed) for `bootstrap_difference`."""
+    runs = [matches] if isinstance(matches, CocoMatches) else list(matches)
+    images = {len(run.image_ids) for run in runs}
+    if len(images) != 1 or len({run.image_ids for run in runs}) != 1:
+        raise ValueError("COCO matches of different image sets cannot be paired")
+
+    def score(weights: np.ndarray) -> np.ndarray:
+        return np.mean([coco_average_precision(run, weights, iou) for run in runs], axis=0)
+
+    score.n_images = images.pop()
+    return score
 
 
 def t_interval(values: Sequence[float], confidence: float = DEFAULT_CONFIDENCE) -> Interval:

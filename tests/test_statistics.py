@@ -152,3 +152,95 @@ def test_t_interval_matches_the_textbook_value():
     single = t_interval([0.5])
     assert single.estimate == 0.5 and not single.defined and not single.excludes_zero
     assert math.isnan(standard_deviation([0.5]))
+
+
+# --- COCO AP ------------------------------------------------------------------------------------------------
+
+
+def _coco_case(rng, n_images=6, n_categories=3):
+    """Random boxes: ground truth (some crowd) and noisy detections with distinct scores."""
+    images = [{"id": i + 1, "width": 200, "height": 100} for i in range(n_images)]
+    annotations, detections = [], []
+    for image in images:
+        for _ in range(int(rng.integers(0, 6))):
+            x, y = rng.uniform(0, 150), rng.uniform(0, 60)
+            w, h = rng.uniform(8, 50), rng.uniform(8, 40)
+            category = int(rng.integers(1, n_categories + 1))
+            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": category,
+                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": int(rng.random() < 0.1)})
+            if rng.random() < 0.8:
+                jitter = rng.normal(0, 4, 4)
+                detections.append({"image_id": image["id"], "category_id": category, "score": float(rng.random()),
+                                   "bbox": [x + jitter[0], y + jitter[1], max(2.0, w + jitter[2]), max(2.0, h + jitter[3])]})
+        for _ in range(int(rng.integers(0, 3))):  # false positives
+            detections.append({"image_id": image["id"], "category_id": int(rng.integers(1, n_categories + 1)),
+                               "score": float(rng.random()), "bbox": [rng.uniform(0, 150), rng.uniform(0, 60), 20.0, 15.0]})
+    gt = {"images": images, "annotations": annotations, "categories": [{"id": c + 1, "name": f"c{c}"} for c in range(n_categories)]}
+    return gt, detections
+
+
+def _cocoeval(gt, detections):
+    import contextlib
+    import copy
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = copy.deepcopy(gt)
+        coco.createIndex()
+        evaluation = COCOeval(coco, coco.loadRes(copy.deepcopy(detections)), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return evaluation
+
+
+def test_coco_ap_of_all_images_equals_cocoeval():
+    from alignbench.metrics.statistics import coco_average_precision, coco_matches
+
+    gt, detections = _coco_case(np.random.default_rng(5))
+    evaluation = _cocoeval(gt, detections)
+    matches = coco_matches(evaluation)
+    ones = np.ones((1, len(gt["images"])))
+    assert coco_average_precision(matches, ones)[0] == pytest.approx(evaluation.stats[0], abs=1e-12)
+    assert coco_average_precision(matches, ones, iou=0.5)[0] == pytest.approx(evaluation.stats[1], abs=1e-12)
+    assert coco_average_precision(matches, ones, iou=0.75)[0] == pytest.approx(evaluation.stats[2], abs=1e-12)
+
+
+def test_coco_ap_of_a_multiset_equals_cocoeval_on_the_duplicated_dataset():
+    """Counting image i w_i times must give what COCOeval gives on a dataset that holds w_i copies of it."""
+    from alignbench.metrics.statistics import coco_average_precision, coco_matches
+
+    rng = np.random.default_rng(6)
+    gt, detections = _coco_case(rng)
+    matches = coco_matches(_cocoeval(gt, detections))
+    for multiplicity in ([2, 0, 1, 3, 0, 1], [0, 0, 4, 1, 1, 0]):
+        copies = {"images": [], "annotations": [], "categories": gt["categories"]}
+        copied_detections = []
+        for image, times in zip(gt["images"], multiplicity):
+            for copy_index in range(times):
+                new_id = image["id"] * 100 + copy_index
+                copies["images"].append({**image, "id": new_id})
+                copies["annotations"] += [{**a, "id": len(copies["annotations"]) + k + 1, "image_id": new_id}
+                                          for k, a in enumerate(x for x in gt["annotations"] if x["image_id"] == image["id"])]
+                copied_detections += [{**d, "image_id": new_id} for d in detections if d["image_id"] == image["id"]]
+        expected = _cocoeval(copies, copied_detections).stats[0]
+        weights = np.asarray([multiplicity], dtype=np.float64)
+        assert coco_average_precision(matches, weights)[0] == pytest.approx(expected, abs=1e-12), multiplicity
+
+
+def test_coco_bootstrap_of_a_better_detector():
+    from alignbench.metrics.statistics import bootstrap_difference, coco_matches, coco_scorer
+
+    rng = np.random.default_rng(8)
+    gt, detections = _coco_case(rng, n_images=30)
+    noisy = [{**d, "score": float(rng.random())} for d in detections]  # the same boxes, scores shuffled
+    good, bad = coco_matches(_cocoeval(gt, detections)), coco_matches(_cocoeval(gt, noisy))
+    same = bootstrap_difference(coco_scorer(good), coco_scorer(good), 30, n_resamples=100)
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)
+    interval = bootstrap_difference(coco_scorer(bad), coco_scorer([good, good]), 30, n_resamples=200)
+    assert interval.low <= interval.estimate <= interval.high
+    assert interval.estimate == pytest.approx(_cocoeval(gt, detections).stats[0] - _cocoeval(gt, noisy).stats[0], abs=1e-12)
