@@ -13,6 +13,9 @@ import sys
 from alignbench.bench.commands import COMMAND_MODULES
 from alignbench.bench.errors import UserError
 
+# Commands that never build or look up a model (their start-up time matters: `eval` is benchmarked).
+COMMANDS_WITHOUT_MODELS = ("eval", "data", "perf")
+
 
 class OneLineErrorParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr (exit status 2), like input errors."""
@@ -31,7 +34,25 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(f"alignbench.bench.commands.{module_name}").register(subparsers)
+    _add_plugin_option(parser)
     return parser
+
+
+def _add_plugin_option(parser: argparse.ArgumentParser, depth: int = 0) -> None:
+    """`--plugin` on the program and on every (sub-)command, each level with its own destination: argparse lets a
+    sub-command's default overwrite a value given before it."""
+    parser.add_argument(
+        "--plugin", action="append", dest=f"plugins_{depth}", metavar="PATH_OR_MODULE",
+        help="load a plugin (a .py file or a module) that registers necks or models; repeatable",
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                _add_plugin_option(subparser, depth + 1)
+
+
+def _plugins_of(args: argparse.Namespace) -> list[str]:
+    return [spec for key, value in sorted(vars(args).items()) if key.startswith("plugins_") and value for spec in value]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        from alignbench.bench.plugins import load_plugins
+
+        # Finding installed entry points scans every distribution (~50 ms): only for commands that use models.
+        load_plugins(_plugins_of(args), entry_points=args.command not in COMMANDS_WITHOUT_MODELS)
         status = args.handler(args)
     except UserError as error:
         message = " ".join(str(error).split())  # always exactly one line
