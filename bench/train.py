@@ -11,9 +11,11 @@ Under torch.distributed (torchrun, or a Slurm job) the model is wrapped in Distr
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 FINAL = "final.pt"
 LAST = "last.pt"
+LOG = "train_log.jsonl"  # one JSON object per iteration: iteration, loss and its terms, lr, seconds
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -185,6 +188,61 @@ class TrainingOutcome:
     final_loss: float | None
 
 
+class TrainingLog:
+    """The training log of a run: `train_log.jsonl` in its checkpoint folder (one JSON line per iteration, what
+    mmsegmentation / detectron2 users grep and plot), plus TensorBoard event files when tensorboard is installed.
+
+    On resume from iteration `start`, lines of iterations >= `start` (run after the last checkpoint, before a
+    kill) are dropped, so the log holds each iteration once, as the resumed run computes it.
+    """
+
+    def __init__(self, folder: Path, start: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / LOG
+        if self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if _iteration_of(line) is not None and _iteration_of(line) < start]
+            self.path.write_text("".join(f"{line}\n" for line in kept))
+        self._file = open(self.path, "a", encoding="utf-8")  # closed by close()
+        self._board = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            pass
+        else:
+            self._board = SummaryWriter(str(folder / "tensorboard"), purge_step=start)
+
+    def add(self, iteration: int, loss: float, terms: dict[str, float], lr: float, seconds: float) -> None:
+        self._file.write(json.dumps({"iteration": iteration, "loss": loss, **{f"loss/{k}": v for k, v in terms.items()},
+                                     "lr": lr, "seconds": round(seconds, 6)}) + "\n")
+        self._file.flush()
+        if self._board is not None:
+            self._board.add_scalar("loss", loss, iteration)
+            for key, value in terms.items():
+                self._board.add_scalar(f"loss/{key}", value, iteration)
+            self._board.add_scalar("lr", lr, iteration)
+            self._board.add_scalar("seconds_per_iteration", seconds, iteration)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._board is not None:
+            self._board.close()
+
+
+def _iteration_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["iteration"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a line cut by a kill
+
+
+def read_training_log(folder: str | Path) -> list[dict]:
+    """The records of a run's `train_log.jsonl` (empty when there is none)."""
+    path = Path(folder) / LOG
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if _iteration_of(line) is not None]
+
+
 def train(
     model: nn.Module,
     training_set: torch.utils.data.Dataset,
@@ -265,6 +323,8 @@ def train(
     )
     autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
     last_loss = None
+    training_log = TrainingLog(checkpoint_dir, start) if rank == 0 else None
+    tick = time.perf_counter()
     bar = tqdm(total=config.iterations, initial=start, desc=description, unit="it", disable=not progress, leave=False)
     for iteration, (inputs, targets) in enumerate(batches, start=start):
         for group in optimizer.param_groups:
@@ -280,6 +340,10 @@ def train(
         scaler.step(optimizer)
         scaler.update()
         last_loss = mean_loss.item()
+        if training_log is not None:
+            now = time.perf_counter()
+            training_log.add(iteration, last_loss, {k: float(v.detach()) for k, v in losses.items()}, config.lr_at(iteration), now - tick)
+            tick = now
         bar.update()
         bar.set_postfix(loss=f"{last_loss:.3f}")
         done = iteration + 1
@@ -290,6 +354,8 @@ def train(
                 checkpoint_dir / LAST,
             )
     bar.close()
+    if training_log is not None:
+        training_log.close()
     if rank == 0:
         save_atomic({"iteration": config.iterations, "model": model.state_dict(), "config": config.to_json()}, checkpoint_dir / FINAL)
         (checkpoint_dir / LAST).unlink(missing_ok=True)
