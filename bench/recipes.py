@@ -184,3 +184,96 @@ def training_config(recipe_name: str, budget_name: str, overrides: dict | None =
     return budget(budget_name).apply(config)
 
 
+
+
+# --- `--set key=value` overrides ------------------------------------------------------------------------
+
+# Short names users type (mmsegmentation / detectron2 habits) for the TrainConfig / Budget fields.
+OVERRIDE_ALIASES = {"batch": "batch_size", "lr": "base_lr", "eval_images": "eval_max_images"}
+BUDGET_OVERRIDES = ("eval_max_images", "eval_max_side", "timing_iterations")
+EVALUATION_OVERRIDES = ("eval_size",)  # the evaluation input size (H, W), None: each image's own size
+_POSITIVE = {"iterations", "batch_size", "base_lr", "crop", "eval_size", "eval_max_images", "eval_max_side",
+             "timing_iterations", "checkpoint_every"}
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Validated `--set` values: TrainConfig fields, Budget evaluation fields and the evaluation size."""
+
+    train: dict
+    budget: dict
+    evaluation: dict
+
+    def to_json(self) -> dict:
+        """For the provenance and the config hash (tuples as lists, keys sorted by json.dumps)."""
+        return {part: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+                for part, values in (("train", self.train), ("budget", self.budget), ("evaluation", self.evaluation)) if values}
+
+    def __bool__(self) -> bool:
+        return bool(self.train or self.budget or self.evaluation)
+
+
+NO_OVERRIDES = Overrides({}, {}, {})
+
+
+def parse_overrides(pairs: list[str] | None) -> Overrides:
+    """Parse `key=value` strings (sizes as HxW or H,W; lists comma-separated) into typed, checked values.
+
+    Types come from the dataclass fields and are coerced by pydantic; a bad key or value is a UserError naming
+    it and the accepted keys.
+    """
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    train_types = {k: v for k, v in typing.get_type_hints(TrainConfig).items() if k != "source"}
+    budget_types = {k: v for k, v in typing.get_type_hints(Budget).items() if k in BUDGET_OVERRIDES}
+    evaluation_types = {"eval_size": tuple[int, int] | None}
+    known = sorted({**train_types, **budget_types, **evaluation_types, **OVERRIDE_ALIASES})
+    parts: dict[str, dict] = {"train": {}, "budget": {}, "evaluation": {}}
+    for pair in pairs or []:
+        key, separator, text = pair.partition("=")
+        key = key.strip()
+        if not separator or not key:
+            raise UserError(f"--set {pair!r}: expected key=value (keys: {', '.join(known)})")
+        field = OVERRIDE_ALIASES.get(key, key)
+        groups = {"train": train_types, "budget": budget_types, "evaluation": evaluation_types}
+        part = next((name for name, types in groups.items() if field in types), None)
+        if part is None:
+            raise UserError(f"--set {key}: unknown key (keys: {', '.join(known)})")
+        types = groups[part]
+        text = text.strip()
+        raw: object = None if text.lower() in ("none", "null") else text
+        if isinstance(raw, str) and ("x" in raw.lower() or "," in raw) and field not in ("schedule",):
+            raw = [item.strip() for item in raw.lower().replace("x", ",").split(",") if item.strip()]
+        try:
+            value = TypeAdapter(types[field]).validate_python(raw)
+        except ValidationError as error:
+            problem = error.errors()[0]["msg"]
+            raise UserError(f"--set {key}={text}: {problem} (expected {_type_name(types[field])})") from None
+        values = value if isinstance(value, tuple) else (value,)
+        if field in _POSITIVE and any(isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0 for v in values):
+            raise UserError(f"--set {key}={text}: must be positive")
+        parts[part][field] = value
+    return Overrides(parts["train"], parts["budget"], parts["evaluation"])
+
+
+def _type_name(annotation) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def apply_overrides(config: TrainConfig, budget_: Budget, overrides: Overrides) -> tuple[TrainConfig, Budget]:
+    """`config` and `budget_` with the overrides applied on top of the budget's scaling.
+
+    A new batch scales the learning rate linearly (unless `lr` is given too), as the budgets do; a new iteration
+    count scales a step schedule's steps and the warm-up, as the budgets do.
+    """
+    changes = dict(overrides.train)
+    if "batch_size" in changes and "base_lr" not in changes:
+        changes["base_lr"] = config.base_lr * changes["batch_size"] / config.batch_size
+    if "iterations" in changes:
+        ratio = changes["iterations"] / config.iterations
+        changes.setdefault("steps", tuple(max(1, round(step * ratio)) for step in config.steps))
+        changes.setdefault("warmup_iterations", min(config.warmup_iterations, changes["iterations"] // 10))
+        changes.setdefault("checkpoint_every", max(1, min(config.checkpoint_every, changes["iterations"] // 2)))
+    return replace(config, **changes), replace(budget_, **overrides.budget)
