@@ -161,6 +161,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO], Any], binary: bo
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o666 & ~_umask())  # tempfile made it private; the result gets the usual permissions
         os.replace(handle.name, path)
     except OSError as error:
         Path(handle.name).unlink(missing_ok=True)
@@ -168,6 +169,12 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO], Any], binary: bo
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
