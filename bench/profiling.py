@@ -641,7 +641,7 @@ def _profile_row(info, size: tuple[int, int], device: str | None, timing: dict |
     except Exception as error:
         if not is_out_of_memory(error):
             raise
-        log.warning("%s: out of memory at %s (%s)", info.name, _size_text(step_size), str(error).splitlines()[0][:200])
+        log.warning("%s: out of memory at %s (%s)", info.name, _size_text(step_size), (str(error) or type(error).__name__).splitlines()[0][:200])
         row["error"] = f"out of memory at {_size_text(step_size)}"
         out_of_memory = True
     del model
