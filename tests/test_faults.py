@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import random
 import socket
 import sqlite3
 import subprocess
@@ -135,7 +136,7 @@ def _truncate_half(path: Path) -> None:
 def _random_middle(path: Path) -> None:
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle : middle + 2048] = os.urandom(2048)
+    data[middle : middle + 2048] = random.Random(0).randbytes(2048)
     path.write_bytes(bytes(data))
 
 
@@ -180,7 +181,7 @@ def test_damaged_store_is_refused_in_one_line_and_left_untouched(damage, message
     assert store.read_bytes() == before  # never written into
 
 
-@pytest.mark.parametrize("wal", [b"", os.urandom(5000)], ids=["zero-length-wal", "garbage-wal"])
+@pytest.mark.parametrize("wal", [b"", random.Random(1).randbytes(5000)], ids=["zero-length-wal", "garbage-wal"])
 def test_stores_with_an_empty_or_garbage_wal_are_valid(wal, tmp_path):
     """A WAL whose frames do not check out is ignored by SQLite: the store holds what the main file holds."""
     store = make_store(tmp_path / "results.sqlite")
@@ -236,6 +237,19 @@ def test_store_that_sqlite_cannot_open_read_only_is_read_as_immutable(wal, tmp_p
             load_results(store)
     else:
         assert len(load_results(store)) == 40
+
+
+@pytest.mark.parametrize("patch, message", [(b"\xff\xfe\xfd", "Could not decode to UTF-8"), (b"}}}", "damaged entry id")],
+                         ids=["bad-utf8", "bad-json"])
+def test_damage_inside_a_value_is_one_line(patch, message, tmp_path, capsys):
+    """Damage no page check can see (inside a stored value) is reported when the entries are read."""
+    store = make_store(tmp_path / "results.sqlite")
+    data = bytearray(store.read_bytes())
+    where = data.find(b'"mIoU": 0.5')
+    data[where : where + 3] = patch
+    store.write_bytes(bytes(data))
+    status, line = run_main(capsys, "results", "--results", store)
+    assert status == 2 and str(store) in line and message in line
 
 
 def test_read_only_store_refuses_writes(tmp_path):
@@ -319,6 +333,20 @@ def test_full_disk_names_the_path_and_keeps_the_last_good_file(scenario, tmp_pat
     assert str(target) in str(raised.value) and "\n" not in str(raised.value)
     assert last_good_kept()
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == listing_before  # no partial or temp file
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EDQUOT])
+def test_storage_failure_anywhere_is_one_line(code, tmp_path, capsys, monkeypatch):
+    """A full disk or read-only media met outside our own writers (here: the report's renderer)."""
+    store = make_store(tmp_path / "results.sqlite")
+    figure = tmp_path / "report" / "figures" / "a.png"
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code), str(figure))
+
+    monkeypatch.setattr("alignbench.bench.reporting.write_report", fail)
+    status, line = run_main(capsys, "report", "--results", store, "--out", tmp_path / "report")
+    assert status == 2 and line == f"alignbench: error: {figure}: {os.strerror(code)}"
 
 
 def test_checkpoint_on_a_real_size_limited_disk(tmp_path):
