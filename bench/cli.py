@@ -6,6 +6,7 @@ Exit status: 0 on success, 2 on bad input or usage with one line on stderr namin
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -15,6 +16,8 @@ from alignbench.bench.errors import UserError
 
 # Commands that never build or look up a model (their start-up time matters: `eval` is benchmarked).
 COMMANDS_WITHOUT_MODELS = ("eval", "data", "perf")
+# storage failures that are the machine's state, not a bug: reported in one line like bad input
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES}
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -72,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         message = " ".join(str(error).split())  # always exactly one line
         print(f"alignbench: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno not in _STORAGE_ERRORS:
+            raise
+        # a full disk or read-only media met anywhere (a report's figures, a library's own writes): one line
+        print(f"alignbench: error: {error.filename or 'cannot write'}: {error.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("alignbench: interrupted", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""File input and output with clear errors: PNG label maps and images, atomic JSON.
+"""File input and output with clear errors: PNG label maps and images, atomic file writes (JSON, exports).
 
 PNGs are checked before decoding (signature, header, final IEND chunk) so that a truncated, corrupt or
 wrongly-shaped file becomes one `UserError` line naming the file, instead of a decoder's stderr noise.
@@ -14,9 +14,10 @@ import math
 import os
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -139,22 +140,28 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON through a temporary file in the same folder and a rename: readers never see half a file."""
+def write_atomic(path: str | os.PathLike, write: Callable[[IO], Any], binary: bool = False) -> None:
+    """Write a file through a temporary file in the same folder, fsync and a rename.
+
+    `write(handle)` writes the content. Readers never see half a file; on a full disk, a kill or any
+    error the temporary file is removed and an earlier file at `path` is kept as it was. An OSError
+    becomes one `UserError` line naming `path`.
+    """
     path = Path(path)
-    text = json.dumps(to_jsonable(payload), indent=2, allow_nan=False) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = tempfile.NamedTemporaryFile(
-            "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
+            "wb" if binary else "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False,
+            **({} if binary else {"encoding": "utf-8", "newline": ""}),
         )
     except OSError as error:
         raise UserError(f"{path}: cannot write ({error.strerror or error})") from None
     try:
         with handle:
-            handle.write(text)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o666 & ~_umask())  # tempfile made it private; the result gets the usual permissions
         os.replace(handle.name, path)
     except OSError as error:
         Path(handle.name).unlink(missing_ok=True)
@@ -162,3 +169,15 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
+    """Write JSON atomically (`write_atomic`): readers never see half a file."""
+    text = json.dumps(to_jsonable(payload), indent=2, allow_nan=False) + "\n"
+    write_atomic(path, lambda handle: handle.write(text))

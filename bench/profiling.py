@@ -528,6 +528,26 @@ def _percent_difference(measured: float, paper: float | None) -> float | None:
     return None if paper is None else 100.0 * (measured - paper) / paper
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's torch.OutOfMemoryError, Python's MemoryError, or the CPU allocator's RuntimeError
+    ("DefaultCPUAllocator: can't allocate memory"), which torch does not give a type of its own."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in str(error) or "out of memory" in str(error))
+
+
+def _release_memory() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _size_text(size: Sequence[int]) -> str:
+    return "x".join(map(str, size))
+
+
 def profile_models(
     names: Sequence[str] | None = None,
     task: str | None = None,
@@ -536,9 +556,16 @@ def profile_models(
     timing: dict | None = None,
     per_module: bool = False,
     progress: bool = False,
+    on_row: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
     """One row per model: params and GMACs (at `input_size` or the model's paper input) beside the paper's
-    figures where the model's metadata has them, and latency when `device` is given."""
+    figures where the model's metadata has them, and latency when `device` is given.
+
+    A model that runs out of memory (counting at a large paper size, or timing) gets a row whose `error`
+    says "out of memory at HxW", with the figures it could not measure left empty, and the other models
+    are still profiled. `on_row(rows_so_far)` is called after every model, so that a caller can save the
+    table as it grows.
+    """
     from tqdm import tqdm
 
     from alignbench import models
@@ -551,32 +578,58 @@ def profile_models(
     rows = []
     for info in tqdm(infos, desc="profiling", unit="model", disable=not progress):
         size = tuple(input_size) if input_size else tuple(info.input_size)
+        rows.append(_profile_row(info, size, device, timing, per_module))
+        if on_row is not None:
+            on_row(rows)
+    return rows
+
+
+def _profile_row(info, size: tuple[int, int], device: str | None, timing: dict | None, per_module: bool) -> dict:
+    """The `profile_models` row of one model; out-of-memory failures end up in its `error`."""
+    from alignbench.bench.errors import UserError
+
+    paper_gflops = getattr(info, "paper_gflops", None)
+    paper_size = tuple(getattr(info, "flops_input_size", None) or info.input_size)
+    row = {
+        "name": info.name,
+        "task": info.task,
+        "paper": info.paper,
+        "table": info.table,
+        "row": info.row,
+        "input_size": list(size),
+        "params_m": None,
+        "paper_params_m": info.paper_params_m,
+        "params_diff_percent": None,
+        "gmacs": None,
+        "other_gops": None,
+        "macs_by_op": {},
+        "uncounted_ops": {},
+        "paper_gflops": paper_gflops,
+        "paper_flops_input_size": list(paper_size) if paper_gflops is not None else None,
+        "gmacs_at_paper_input": None,
+        "gmacs_diff_percent": None,
+        "latency": None,
+        "error": None,
+    }
+    step_size = size  # the input size being measured, for the out-of-memory message
+    model = None
+    out_of_memory = False
+    try:
         complexity = complexity_at(info.name, size)
-        paper_gflops = getattr(info, "paper_gflops", None)
-        paper_size = getattr(info, "flops_input_size", None) or info.input_size
-        at_paper_size = None
+        row.update(
+            params_m=complexity.params_m,
+            params_diff_percent=_percent_difference(complexity.params_m, info.paper_params_m),
+            gmacs=complexity.gmacs,
+            other_gops=complexity.other_ops / 1e9,
+            macs_by_op=complexity.macs_by_op,
+            uncounted_ops=complexity.uncounted_ops,
+        )
         if paper_gflops is not None:
-            at_paper_size = complexity if tuple(paper_size) == size else complexity_at(info.name, paper_size)
-        row = {
-            "name": info.name,
-            "task": info.task,
-            "paper": info.paper,
-            "table": info.table,
-            "row": info.row,
-            "input_size": list(size),
-            "params_m": complexity.params_m,
-            "paper_params_m": info.paper_params_m,
-            "params_diff_percent": _percent_difference(complexity.params_m, info.paper_params_m),
-            "gmacs": complexity.gmacs,
-            "other_gops": complexity.other_ops / 1e9,
-            "macs_by_op": complexity.macs_by_op,
-            "uncounted_ops": complexity.uncounted_ops,
-            "paper_gflops": paper_gflops,
-            "paper_flops_input_size": list(paper_size) if paper_gflops is not None else None,
-            "gmacs_at_paper_input": None if at_paper_size is None else at_paper_size.gmacs,
-            "gmacs_diff_percent": None if at_paper_size is None else _percent_difference(at_paper_size.gmacs, paper_gflops),
-            "latency": None,
-        }
+            step_size = paper_size
+            at_paper_size = complexity if paper_size == size else complexity_at(info.name, paper_size)
+            row["gmacs_at_paper_input"] = at_paper_size.gmacs
+            row["gmacs_diff_percent"] = _percent_difference(at_paper_size.gmacs, paper_gflops)
+        step_size = size
         model = build_for_profiling(info.name, size) if per_module or device else None
         if per_module:
             row["per_module"] = parameter_table(model)
@@ -585,9 +638,19 @@ def profile_models(
                 row["latency"] = measure_latency(model, size, device=device, **(timing or {})).to_json()
             except ValueError as error:
                 raise UserError(f"--device {device}: {error}") from None
-        rows.append(row)
-        del model
-    return rows
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        log.warning("%s: out of memory at %s (%s)", info.name, _size_text(step_size), (str(error) or type(error).__name__).splitlines()[0][:200])
+        row["error"] = f"out of memory at {_size_text(step_size)}"
+        out_of_memory = True
+    del model
+    if out_of_memory:
+        _release_memory()  # outside the except block, whose traceback still holds the failed step's tensors
+    if row["params_m"] is None:  # counting failed: the parameters need no forward pass
+        row["params_m"] = parameter_count(info.name) / 1e6
+        row["params_diff_percent"] = _percent_difference(row["params_m"], info.paper_params_m)
+    return row
 
 
 def profile_table(rows: Sequence[dict]) -> str:
@@ -601,15 +664,18 @@ def profile_table(rows: Sequence[dict]) -> str:
         return "-" if value is None else f"{value:+.1f}%"
 
     timed = any(row["latency"] for row in rows)
+    failed = any(row.get("error") for row in rows)
     header = ["model", "input", "params (M)", "paper", "diff", "GMACs", "other GOPs", "paper GFLOPs @input", "diff"]
     if timed:
         header += ["median ms", "p90 ms", "FPS"]
+    if failed:
+        header += ["note"]
     lines = []
     for row in rows:
         paper_flops = "-"
         if row["paper_gflops"] is not None:
             size = "x".join(map(str, row["paper_flops_input_size"]))
-            paper_flops = f"{row['paper_gflops']:.1f} @{size} (ours {row['gmacs_at_paper_input']:.1f})"
+            paper_flops = f"{row['paper_gflops']:.1f} @{size} (ours {number(row['gmacs_at_paper_input'], 1)})"
         line = [
             row["name"], "x".join(map(str, row["input_size"])), number(row["params_m"]), number(row["paper_params_m"], 1),
             signed(row["params_diff_percent"]), number(row["gmacs"]), number(row["other_gops"]), paper_flops,
@@ -618,6 +684,8 @@ def profile_table(rows: Sequence[dict]) -> str:
         if timed:
             latency = row["latency"]
             line += [number(latency["median_ms"], 1), number(latency["p90_ms"], 1), number(latency["fps"], 1)] if latency else ["-"] * 3
+        if failed:
+            line += [row.get("error") or ""]
         lines.append(line)
     parts = [text_table(header, lines), MAC_FOOTNOTE]
     if timed:

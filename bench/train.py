@@ -103,11 +103,46 @@ def semantic_collate(items) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def save_atomic(payload: dict, path: Path) -> None:
-    """torch.save through a temporary file and a rename: a kill never leaves a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """torch.save through a temporary file, fsync and a rename: a kill or a full disk never leaves a
+    half-written checkpoint, and the previous checkpoint at `path` stays as it was until the new one is
+    complete. A write error (a full disk) removes the temporary file and becomes one `UserError` line
+    naming `path`."""
     temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # torch.save into a file object of ours: its writes go through Python, so a full disk is an OSError
+        with open(temporary, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        cause = _os_error_in(error)
+        if cause is None:
+            raise
+        raise UserError(f"{path}: cannot write the checkpoint ({cause.strerror or cause})") from None
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+    """The OSError behind `error`: torch.save's zip writer reports a failed write (a full disk) as a
+    RuntimeError raised while it closes the file, with the OSError as its context."""
+    while error is not None:
+        if isinstance(error, OSError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict:
+    """A training checkpoint (`last.pt`) written by `save_atomic`; a damaged file is one `UserError` line."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # torch raises several types for damaged files
+        raise UserError(f"{path}: damaged checkpoint ({type(error).__name__}); delete it to restart this run") from None
+    if not isinstance(state, dict) or not {"iteration", "model", "optimizer", "scaler"} <= set(state):
+        raise UserError(f"{path}: not a training checkpoint of alignbench; delete it to restart this run")
+    return state
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
@@ -293,7 +328,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start = 0
     if (checkpoint_dir / LAST).exists():
-        state = torch.load(checkpoint_dir / LAST, map_location=torch_device, weights_only=False)
+        state = load_checkpoint(checkpoint_dir / LAST, torch_device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])

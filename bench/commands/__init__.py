@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "perf",
     "profile",
     "report",
+    "results",
     "run_all",
     "train",
 )

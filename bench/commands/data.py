@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from alignbench.bench.commands.common import image_size, non_negative_int
+from alignbench.bench.commands.common import image_size, non_negative_int, output_folder, seed
 
 
 def register(subparsers) -> None:
     data = subparsers.add_parser("data", help="generate or inspect datasets")
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
     synth = actions.add_parser("synth", help="write procedural street scenes in the exact Cityscapes layout")
-    synth.add_argument("--out", required=True, help="folder to write leftImg8bit/ and gtFine/ into")
+    synth.add_argument("--out", type=output_folder, required=True, help="folder to write leftImg8bit/ and gtFine/ into")
     synth.add_argument("--n-train", type=non_negative_int, default=24, help="training scenes (default 24)")
     synth.add_argument("--n-val", type=non_negative_int, default=8, help="validation scenes (default 8)")
     synth.add_argument("--size", type=image_size, default=(256, 512), help="HxW (default 256x512)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     synth.add_argument("--density", type=float, default=1.0, help="how many things per scene, relative (default 1.0)")
     synth.add_argument("--overwrite", action="store_true", help="replace a different synthetic dataset in --out")
     synth.set_defaults(handler=run_synth)
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
         "Image file names are relative to ROOT/leftImg8bit/<split>/.",
     )
     coco.add_argument("--root", required=True, help="Cityscapes root (holding gtFine/<split>/)")
-    coco.add_argument("--out", required=True, help="folder to write annotations/ into")
+    coco.add_argument("--out", type=output_folder, required=True, help="folder to write annotations/ into")
     coco.add_argument("--split", default="val", help="split or comma-separated splits (default val)")
     coco.set_defaults(handler=run_coco)
 

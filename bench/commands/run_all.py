@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from alignbench.bench.commands.common import non_negative_int, positive_int, seed_list
+from alignbench.bench.commands.common import budget_name, device_name, non_negative_int, output_folder, positive_int, seed_list, store_file
 
 # the options that only mean something with --launcher slurm, and their "not given" values
 _SLURM_ONLY = {"partition": None, "gpus_per_node": None, "nodes": None, "tasks_per_node": None,
@@ -54,11 +54,12 @@ def register(subparsers) -> None:
     run_all.add_argument("--suite", action="append", help="run only this suite (repeatable; see bench/suites/)")
     run_all.add_argument("--data", action="append",
                          help="'synthetic' (default), 'cityscapes=PATH' or 'coco=PATH' (repeatable)")
-    run_all.add_argument("--budget", default="smoke", help="smoke (CPU minutes, default), short (GPU minutes) or paper")
-    run_all.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    run_all.add_argument("--results", default="alignbench-output/results.sqlite", help="results database (default alignbench-output/results.sqlite)")
+    run_all.add_argument("--budget", type=budget_name, default="smoke", help="smoke (CPU minutes, default), short (GPU minutes) or paper")
+    run_all.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
+    run_all.add_argument("--results", type=store_file, default="alignbench-output/results.sqlite",
+                         help="results database (default alignbench-output/results.sqlite)")
     run_all.add_argument("--seeds", type=seed_list, default=[0], help="comma-separated seeds (default 0)")
-    run_all.add_argument("--out", help="report folder parent (default: beside the results database)")
+    run_all.add_argument("--out", type=output_folder, help="report folder parent (default: beside the results database)")
     run_all.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run_all.add_argument("--launcher", choices=("local", "slurm"), default="local",
                          help="local: run here (default; under torchrun: all its processes); slurm: submit jobs (needs submitit)")

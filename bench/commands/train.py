@@ -6,6 +6,8 @@ recipe's total batch split over them) and share the evaluation; rank 0 prints an
 
 from __future__ import annotations
 
+from alignbench.bench.commands.common import budget_name, device_name, output_file, output_folder, seed
+
 
 def register(subparsers) -> None:
     train = subparsers.add_parser(
@@ -16,13 +18,13 @@ def register(subparsers) -> None:
     train.add_argument("model", help="registered model name (see `alignbench models`)")
     train.add_argument("--recipe", help="training recipe (default: the one of the suite that uses the model)")
     train.add_argument("--data", default="synthetic", help="'synthetic' (default), 'cityscapes=PATH' or 'coco=PATH'")
-    train.add_argument("--budget", default="smoke", help="smoke (default), short or paper")
-    train.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    train.add_argument("--out", default="alignbench-output/train", help="checkpoints go to OUT/<model>-<key>/")
+    train.add_argument("--budget", type=budget_name, default="smoke", help="smoke (default), short or paper")
+    train.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
+    train.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
+    train.add_argument("--out", type=output_folder, default="alignbench-output/train", help="checkpoints go to OUT/<model>-<key>/")
     train.add_argument("--weights", help="load these weights first (a checkpoint of ours or a plain state dict)")
     train.add_argument("--eval-only", action="store_true", help="evaluate without training (use with --weights)")
-    train.add_argument("--json", metavar="FILE", help="write the scores as JSON (atomically)")
+    train.add_argument("--json", type=output_file, metavar="FILE", help="write the scores as JSON (atomically)")
     train.set_defaults(handler=run_train)
 
 

@@ -651,29 +651,46 @@ def colorize(label_ids: np.ndarray) -> np.ndarray:
 
 
 def write_scene(root: Path, split: str, scene: Scene) -> dict[str, Path]:
-    from alignbench.bench.io import write_png
-
     paths = scene_paths(root, split, scene)
-    if scene.image is not None:
-        write_png(paths["image"], scene.image)
-    write_png(paths["labelIds"], scene.label_ids)
-    write_png(paths["instanceIds"], scene.instance_ids)
-    write_png(paths["color"], colorize(scene.label_ids))
+    arrays = {"image": scene.image, "labelIds": scene.label_ids, "instanceIds": scene.instance_ids}
+    for key, array in arrays.items():
+        if array is not None:
+            _write_png_naming_file(paths[key], array)
+    _write_png_naming_file(paths["color"], colorize(scene.label_ids))
     return paths
 
 
+def _write_png_naming_file(path: Path, array: np.ndarray) -> None:
+    """write_png; an OSError (a full disk fails in write(), which names no file) gets `path` as its file name."""
+    from alignbench.bench.io import write_png
+
+    try:
+        write_png(path, array)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from None
+
+
 def write_dataset(root: str | Path, spec: SynthSpec, progress: bool = True) -> Path:
-    """Write train and val scenes under `root` in the Cityscapes layout, plus synth.json."""
+    """Write train and val scenes under `root` in the Cityscapes layout, plus synth.json.
+
+    synth.json is written last, so only a complete tree has one. Writing errors (a full disk) become one
+    `UserError` line naming the file; the callers in bench/data/cache.py write into a staging folder and
+    remove it on failure, so no partial tree is left behind.
+    """
     from tqdm import tqdm
 
+    from alignbench.bench.errors import UserError
     from alignbench.bench.io import write_json_atomic
 
     root = Path(root)
     jobs = [("train", i) for i in range(spec.n_train)] + [("val", i) for i in range(spec.n_val)]
-    for split, index in tqdm(jobs, desc="synthetic scenes", unit="scene", disable=not progress):
-        scene = generate_scene(spec.seed, split, index, spec.size, spec.density)
-        write_scene(root, split, scene)
-    write_json_atomic(root / "synth.json", spec.to_json())
+    try:
+        for split, index in tqdm(jobs, desc="synthetic scenes", unit="scene", disable=not progress):
+            scene = generate_scene(spec.seed, split, index, spec.size, spec.density)
+            write_scene(root, split, scene)
+    except OSError as error:  # a full disk, a read-only folder: one line naming the file
+        raise UserError(f"{error.filename or root}: cannot write ({error.strerror or error})") from None
+    write_json_atomic(root / "synth.json", spec.to_json())  # last: a tree without it is incomplete
     log.info("wrote %d train and %d val scenes to %s", spec.n_train, spec.n_val, root)
     return root
 
