@@ -53,10 +53,18 @@ def resolve_data(specs: list[str], progress: bool = False) -> list[DataSource]:
             root = Path(path).expanduser().resolve()
             if not root.is_dir():
                 raise UserError(f"--data {spec}: folder {root} not found")
-            sources.append(DataSource(kind, root, f"{kind} at {root}"))
+            sources.append(DataSource(kind, root, f"{kind} at {root} ({ground_truth_fingerprint(kind, root)})"))
         else:
             raise UserError(f"--data: expected 'synthetic', 'cityscapes=PATH' or 'coco=PATH', got {spec!r}")
     return sources
+
+
+def ground_truth_fingerprint(kind: str, root: Path) -> str:
+    """A short digest of a data tree's ground truth (relative path and size of every file under gtFine/ for
+    Cityscapes, annotations/ for COCO): results and checkpoints keyed by it are not reused for other data."""
+    folder = root / ("gtFine" if kind == "cityscapes" else "annotations")
+    files = sorted((path.relative_to(root).as_posix(), path.stat().st_size) for path in folder.rglob("*") if path.is_file())
+    return hashlib.sha1(json.dumps(files).encode()).hexdigest()[:10]
 
 
 class SemanticTask:

@@ -172,7 +172,7 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
         notes.append(f"Parentheses: {paper_rows[reference].method} minus the row, as the paper prints them.")
     if baseline:
         notes.append(f"Parentheses: the row minus {paper_rows[baseline].method} (the paper's gain over its baseline).")
-    if any(m.startswith("band_") for m in suite.metrics):
+    if any(METRICS[m].evaluator == "boundary" for m in suite.metrics):
         notes.append(BOUNDARY_FOOTNOTE)
     if "gflops" in suite.metrics:
         notes.append(MAC_FOOTNOTE)
