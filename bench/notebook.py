@@ -1,18 +1,18 @@
 """Helpers for the analysis notebooks (notebooks/*.ipynb): data, a briefly trained model, captured tensors.
 
 The notebooks stay short and run on the CPU in well under a minute because everything here reuses the
-harness: `bench.tasks` resolves the data and draws training batches, `bench.recipes` scales a paper's
-recipe to the `smoke` budget, `bench.train` trains and checkpoints, `bench.evaluation.loop` scores a model,
-`bench.runall` fills a results store, and `models.capture` records what the alignment modules did.
+harness: `bench.tasks` resolves the data, `bench.pipeline` builds a model, trains it under its paper's recipe
+scaled to the `smoke` budget (or loads given weights), `bench.evaluation.loop` scores it, `bench.runall` fills
+a results store, and `models.capture` records what the alignment modules did.
 
-A briefly trained model is trained once and kept in the cache (`$ALIGNBENCH_CACHE/notebooks/`), keyed by
-everything that decides its weights, so the notebooks share it and a re-run loads it in a second.
+A briefly trained model is trained once and kept in the cache (`$ALIGNBENCH_CACHE/notebooks/`) under the
+pipeline's training key (model, options, recipe, data, seed and the code identity: package version and model
+definition fingerprint), so the notebooks share it, a re-run loads it in a second, and weights trained by other
+code are never loaded.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,10 +27,10 @@ from torch import nn
 from alignbench import models
 from alignbench.bench.data.cache import cache_dir
 from alignbench.bench.data.cityscapes import CityscapesSample, find_frames, read_frame
+from alignbench.bench.data.images import image_to_tensor
 from alignbench.bench.errors import UserError
 from alignbench.bench.recipes import TrainConfig, training_config
-from alignbench.bench.tasks import DataSource, SemanticTask, resolve_data
-from alignbench.bench.train import image_to_tensor, load_weights, train
+from alignbench.bench.tasks import DataSource, resolve_data
 from alignbench.metrics.boundary import DEFAULT_BANDS
 from alignbench.metrics.semantic import SemanticAccumulator, SemanticResult
 from alignbench.reports.figures import grid_sample_flow_to_pixels, mean_offset
@@ -113,15 +113,6 @@ def notebook_config(name: str, budget: str = "smoke", iterations: int | None = N
     return config
 
 
-def _weights_key(name: str, model: nn.Module, options: dict, config: TrainConfig, source: DataSource, seed: int) -> str:
-    """A digest of everything that decides the trained weights, the architecture (parameter names and
-    shapes) included, so that a changed model definition never loads a stale checkpoint."""
-    architecture = [[key, list(value.shape)] for key, value in model.state_dict().items()]
-    payload = {"model": name, "options": options, "train": config.to_json(), "data": source.description,
-               "seed": seed, "architecture": architecture}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def trained_model(
     name: str,
     source: DataSource,
@@ -134,27 +125,21 @@ def trained_model(
     seed: int = 0,
     options: dict | None = None,
 ) -> nn.Module:
-    """A registered semantic model (`models.build(name, **options)`) in eval mode on `device`.
+    """A registered semantic model (built with `options`) in eval mode on `device`, through bench.pipeline.
 
-    With `checkpoint` (ours, or a plain state dict) its weights are loaded. Otherwise it is trained by the
-    harness's trainer on `source` with its recipe scaled to `budget` (`notebook_config`), once: the
+    With `checkpoint` (ours, or another format `models.build(checkpoint=...)` reads) its weights are loaded.
+    Otherwise it is trained on `source` with its recipe scaled to `budget` (`notebook_config`), once: the
     weights are kept in the cache and later calls load them.
     """
-    options = dict(options or {})
+    from alignbench.bench.pipeline import Pipeline
+    from alignbench.bench.recipes import budget as get_budget
+
     if models.get_info(name).task != "semantic":
         raise UserError(f"{name}: the notebooks show semantic models; this one is a {models.get_info(name).task} model")
-    torch.manual_seed(seed)  # the same initial weights as `run-all` gives this model and seed
-    model = models.build(name, **options)
-    if checkpoint is not None:
-        load_weights(model, checkpoint)
-        return model.to(device).eval()
     config = notebook_config(name, budget, iterations, recipe)
-    directory = cache_dir() / "notebooks" / f"{name}-{_weights_key(name, model, options, config, source, seed)}"
-    training_set, collate = SemanticTask(source).training_set(config, seed)
-    outcome = train(model, training_set, collate, config, directory, device=device, description=name)
-    if outcome.iterations:
-        log.info("%s: trained %d iterations (last loss %s), weights in %s", name, outcome.iterations, outcome.final_loss, directory)
-    return model.to(device).eval()  # train() leaves a model it only loaded in training mode
+    pipeline = Pipeline(name, source, config, get_budget(budget), seed, options=options, checkpoint=checkpoint,
+                        train_model=checkpoint is None, device=device)
+    return pipeline.model(cache_dir() / "notebooks")
 
 
 # --- inference with capture ------------------------------------------------------------------------------

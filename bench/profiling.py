@@ -3,7 +3,7 @@
 Counting conventions (stated in every table footnote through `MAC_FOOTNOTE`):
 
 * GMACs: billions of multiply-accumulates, what the papers call "GFLOPs" (SFNet Table 4 at 1024x1024
-  matches a MAC count; see DESIGN.md). fvcore's FlopCountAnalysis counts one MAC per multiply-add for
+  matches a MAC count). fvcore's FlopCountAnalysis counts one MAC per multiply-add for
   convolutions and matrix products; we add handles for the operators it does not know:
   `torchvision::deform_conv2d` (the convolution's MACs plus 4 per bilinear sample and 1 per modulation),
   `torchvision::roi_align` (4 per bilinear sample), grid sampling and bilinear interpolation (4 per
@@ -264,12 +264,11 @@ class Complexity:
 
 
 def count_parameters(model: nn.Module) -> tuple[int, dict[str, int]]:
-    """Total parameters and per top-level module (fvcore's parameter_count)."""
-    from fvcore.nn import parameter_count
+    """Total parameters and per top-level module, counted by the models' one counter (models.count_parameters)."""
+    from alignbench import models
 
-    counts = parameter_count(model)
-    by_module = {name: int(counts[name]) for name, _ in model.named_children() if counts.get(name)}
-    return int(counts[""]), by_module
+    by_module = {name: models.count_parameters(child) for name, child in model.named_children()}
+    return models.count_parameters(model), {name: count for name, count in by_module.items() if count}
 
 
 def parameter_table(model: nn.Module, max_depth: int = 3) -> str:
@@ -493,11 +492,12 @@ def measure_latency(
 
 
 def build_for_profiling(
-    name: str, input_size: Sequence[int] | None = None, num_classes: int | None = None, device: str = "cpu"
+    name: str, input_size: Sequence[int] | None = None, num_classes: int | None = None, device: str = "cpu",
+    checkpoint: str | None = None,
 ) -> nn.Module:
     """A registered model as the papers count it: backbone BatchNorm frozen (see models.measured_params);
     detectors set to keep an `input_size` image at that size (torchvision's transform would otherwise
-    rescale it to its own 800 x 1333 default)."""
+    rescale it to its own 800 x 1333 default); with `checkpoint`, its weights loaded (models.build)."""
     from alignbench import models
     from alignbench.models.registry import builder_options
 
@@ -507,18 +507,16 @@ def build_for_profiling(
         options.update(min_size=min(input_size), max_size=max(input_size))
     if num_classes is not None:
         options["num_classes"] = num_classes
+    if checkpoint is not None:  # passed only when given
+        options["checkpoint"] = str(checkpoint)
     torch.manual_seed(0)
     return models.build(name, **options).to(device).eval()
 
 
-def parameter_count(name: str) -> int:
-    """Parameters of a registered model as `complexity_at` counts them, without tracing it."""
-    return count_parameters(build_for_profiling(name))[0]
-
-
-def complexity_at(name: str, input_size: Sequence[int]) -> Complexity:
-    """Parameters and operation counts of a registered model at one input size."""
-    return count_flops(build_for_profiling(name, input_size), input_size)
+def complexity_at(name: str, input_size: Sequence[int], model: nn.Module | None = None) -> Complexity:
+    """Parameters and operation counts of a registered model at one input size (of `model`, when given:
+    the model `build_for_profiling(name, input_size)` builds)."""
+    return count_flops(model if model is not None else build_for_profiling(name, input_size), input_size)
 
 
 # --- the `alignbench profile` rows ------------------------------------------------------------------------
@@ -557,9 +555,12 @@ def profile_models(
     per_module: bool = False,
     progress: bool = False,
     on_row: Callable[[list[dict]], None] | None = None,
+    checkpoint: str | None = None,
 ) -> list[dict]:
     """One row per model: params and GMACs (at `input_size` or the model's paper input) beside the paper's
-    figures where the model's metadata has them, and latency when `device` is given.
+    figures where the model's metadata has them, and latency when `device` is given (with `checkpoint`'s
+    weights loaded, for one model). Each model is built once, unless the paper counts its GMACs at another
+    size and the model's build depends on the size (detectors).
 
     A model that runs out of memory (counting at a large paper size, or timing) gets a row whose `error`
     says "out of memory at HxW", with the figures it could not measure left empty, and the other models
@@ -578,15 +579,17 @@ def profile_models(
     rows = []
     for info in tqdm(infos, desc="profiling", unit="model", disable=not progress):
         size = tuple(input_size) if input_size else tuple(info.input_size)
-        rows.append(_profile_row(info, size, device, timing, per_module))
+        rows.append(_profile_row(info, size, device, timing, per_module, checkpoint))
         if on_row is not None:
             on_row(rows)
     return rows
 
 
-def _profile_row(info, size: tuple[int, int], device: str | None, timing: dict | None, per_module: bool) -> dict:
+def _profile_row(info, size: tuple[int, int], device: str | None, timing: dict | None, per_module: bool,
+                 checkpoint: str | None = None) -> dict:
     """The `profile_models` row of one model; out-of-memory failures end up in its `error`."""
     from alignbench.bench.errors import UserError
+    from alignbench.models.registry import builder_options
 
     paper_gflops = getattr(info, "paper_gflops", None)
     paper_size = tuple(getattr(info, "flops_input_size", None) or info.input_size)
@@ -615,7 +618,11 @@ def _profile_row(info, size: tuple[int, int], device: str | None, timing: dict |
     model = None
     out_of_memory = False
     try:
-        complexity = complexity_at(info.name, size)
+        try:
+            model = build_for_profiling(info.name, size, checkpoint=checkpoint)
+        except ValueError as error:  # the models' one-line errors (e.g. weights that do not fit)
+            raise UserError(f"{info.name}: {error}") from None
+        complexity = complexity_at(info.name, size, model)
         row.update(
             params_m=complexity.params_m,
             params_diff_percent=_percent_difference(complexity.params_m, info.paper_params_m),
@@ -626,11 +633,11 @@ def _profile_row(info, size: tuple[int, int], device: str | None, timing: dict |
         )
         if paper_gflops is not None:
             step_size = paper_size
-            at_paper_size = complexity if paper_size == size else complexity_at(info.name, paper_size)
+            sized = {"min_size", "max_size"} <= builder_options(info.name)  # the build depends on the input size
+            at_paper_size = complexity if paper_size == size else complexity_at(info.name, paper_size, None if sized else model)
             row["gmacs_at_paper_input"] = at_paper_size.gmacs
             row["gmacs_diff_percent"] = _percent_difference(at_paper_size.gmacs, paper_gflops)
         step_size = size
-        model = build_for_profiling(info.name, size) if per_module or device else None
         if per_module:
             row["per_module"] = parameter_table(model)
         if device:
@@ -648,7 +655,9 @@ def _profile_row(info, size: tuple[int, int], device: str | None, timing: dict |
     if out_of_memory:
         _release_memory()  # outside the except block, whose traceback still holds the failed step's tensors
     if row["params_m"] is None:  # counting failed: the parameters need no forward pass
-        row["params_m"] = parameter_count(info.name) / 1e6
+        from alignbench import models
+
+        row["params_m"] = models.measured_params(info.name) / 1e6
         row["params_diff_percent"] = _percent_difference(row["params_m"], info.paper_params_m)
     return row
 

@@ -19,13 +19,15 @@ def write_report(
 ) -> dict[str, Path]:
     """Tables and figures for every suite from the store (safe while run-all writes: SQLite WAL).
 
-    `budget` picks which results to show (default: the budget of the most recent result).
+    `budget` picks which results to show (default: the budget of the most recent result). Results superseded
+    by ones of newer code are not shown.
     """
     from alignbench.reports.paper import paper_table
     from alignbench.reports.report import collect, render_report
 
     with ResultsStore(results_path, create=False) as store:
-        records = store.records()
+        everything = store.records()
+    records = [record for record in everything if not record.superseded]
     if budget is None and records:
         budget = records[-1].budget
     sections = []
@@ -33,5 +35,7 @@ def write_report(
         results = collect(records, suite.name, budget)
         note = BUDGETS[results.budget].note if results.budget in BUDGETS else ""
         sections.append((suite, paper_table(suite.paper, suite.table), results, note))
-    title = f"Results: `{results_path}`; budget: {budget or '-'}; {len(records)} stored entries."
+    superseded = len(everything) - len(records)
+    title = (f"Results: `{results_path}`; budget: {budget or '-'}; {len(records)} stored entries"
+             + (f" ({superseded} more superseded by results of newer code, not shown)" if superseded else "") + ".")
     return render_report(sections, out_dir, title, formats)

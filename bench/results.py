@@ -1,12 +1,20 @@
 """The results store: one SQLite file (standard library), WAL mode, one transaction per finished entry.
 
 An entry is one (suite, row, seed) evaluated under one configuration; its `config_hash` covers
-everything that decides the numbers (model, data, budget, seed, training recipe). Completed entries
-are never run again, so a crashed or killed `run-all` resumes where it stopped and nothing finished
-is lost or duplicated (UNIQUE(suite, row, seed, config_hash)). Each result keeps its provenance: git
+everything that decides the numbers: the experiment (model, data, budget, seed, training recipe, weights
+files), whose hash alone is `setup_hash`, and the code (the package version and the model definition's
+fingerprint, bench.provenance). Completed entries are never run again, so a crashed or killed `run-all`
+resumes where it stopped and nothing finished is lost or duplicated (UNIQUE(suite, row, seed, config_hash)).
+A result of the same experiment made by other code stays in the store, marked `superseded` once the
+running code has made its own. Each result keeps its provenance: package version, model fingerprint, git
 commit, torch / CUDA / GPU, device, start and end time.
 
-Complexity figures (parameters, MACs at an input size) are deterministic and cached in their own table.
+Complexity figures (parameters, MACs at an input size) are deterministic for one model definition and
+cached in their own table, keyed by model, size and code identity.
+
+Schema versions: 1 had no setup hash, code columns or superseded flag; a store of schema 1 is migrated in
+place when opened for writing (one transaction, every row kept: its setup hash is its config hash, which then
+covered the experiment only); readers read it as it is.
 A file that is not an alignbench store (another SQLite database, or not SQLite at all) or a damaged one
 (`PRAGMA integrity_check` when the store is opened) is refused with a clear error and never written to.
 Readers (`report`, `results`) open the store read-only and also work on read-only media and full disks.
@@ -29,7 +37,7 @@ from alignbench.bench.io import to_jsonable
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x41424E43  # "ABNC": PRAGMA application_id marks our databases
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -53,15 +61,40 @@ CREATE TABLE IF NOT EXISTS results (
     started_at TEXT NOT NULL,
     finished_at TEXT NOT NULL,
     duration_s REAL NOT NULL,
+    setup_hash TEXT,
+    code_version TEXT,
+    model_fingerprint TEXT,
+    superseded INTEGER NOT NULL DEFAULT 0,
     UNIQUE (suite, row, seed, config_hash)
 );
 CREATE TABLE IF NOT EXISTS complexity (
     model TEXT NOT NULL,
     height INTEGER NOT NULL,
     width INTEGER NOT NULL,
+    code TEXT NOT NULL DEFAULT '',
     figures TEXT NOT NULL,
-    PRIMARY KEY (model, height, width)
+    PRIMARY KEY (model, height, width, code)
 );
+"""
+
+# schema 1 -> 2, in one transaction; rows of schema 1 keep their numbers and get their setup hash
+_MIGRATE_1_TO_2 = """
+ALTER TABLE results ADD COLUMN setup_hash TEXT;
+ALTER TABLE results ADD COLUMN code_version TEXT;
+ALTER TABLE results ADD COLUMN model_fingerprint TEXT;
+ALTER TABLE results ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
+UPDATE results SET setup_hash = config_hash;
+ALTER TABLE complexity RENAME TO complexity_schema1;
+CREATE TABLE complexity (
+    model TEXT NOT NULL,
+    height INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    code TEXT NOT NULL DEFAULT '',
+    figures TEXT NOT NULL,
+    PRIMARY KEY (model, height, width, code)
+);
+INSERT INTO complexity (model, height, width, code, figures) SELECT model, height, width, '', figures FROM complexity_schema1;
+DROP TABLE complexity_schema1
 """
 
 
@@ -87,6 +120,10 @@ class ResultRecord:
     torch: str | None = None
     cuda: str | None = None
     gpu: str | None = None
+    setup_hash: str | None = None  # the experiment without the code (None: taken as config_hash)
+    code_version: str | None = None  # alignbench version that made it
+    model_fingerprint: str | None = None  # bench.provenance.model_fingerprint of the model it measured
+    superseded: bool = False  # a newer result of the same experiment, made by other code, replaces it
     id: int | None = field(default=None, compare=False)
 
 
@@ -123,6 +160,8 @@ class ResultsStore:
             self._connection.execute("PRAGMA busy_timeout = 30000")
             if exists:
                 self._check_contents()
+                if not self.read_only:
+                    self._migrate()
             else:
                 self._initialise()
             if not self.read_only:
@@ -182,6 +221,20 @@ class ResultsStore:
         if missing:
             raise UserError(f"{self.path}: damaged results database (missing table {', '.join(missing)}); left untouched")
 
+    def _schema_version(self) -> int:
+        return int(self._connection.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        """Bring a store of an older schema to SCHEMA_VERSION in place, in one transaction."""
+        version = self._connection.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:
+            return
+        with self.transaction() as connection:
+            if version < 2:
+                for statement in _MIGRATE_1_TO_2.strip().split(";"):
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
     def _initialise(self) -> None:
         with self.transaction():
             self._connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -215,8 +268,14 @@ class ResultsStore:
     # --- results -------------------------------------------------------------------------------------
 
     def add(self, record: ResultRecord) -> bool:
-        """Store a finished entry in one transaction; False (and nothing written) if it is already there."""
+        """Store a finished entry in one transaction; False (and nothing written) if it is already there.
+
+        The other results of the same experiment (suite, row, seed, setup hash), made by other code, are
+        marked superseded in the same transaction.
+        """
         values = {key: value for key, value in record.__dict__.items() if key != "id"}
+        values["setup_hash"] = record.setup_hash or record.config_hash
+        values["superseded"] = int(record.superseded)
         values["config"] = json.dumps(to_jsonable(values["config"]), sort_keys=True)
         values["metrics"] = json.dumps(to_jsonable(values["metrics"]), sort_keys=True, allow_nan=False)
         columns = ", ".join(values)
@@ -225,17 +284,41 @@ class ResultsStore:
             cursor = connection.execute(
                 f"INSERT OR IGNORE INTO results ({columns}) VALUES ({placeholders})", values
             )
+            if cursor.rowcount == 1 and not record.superseded:
+                self._supersede_others(connection, record.suite, record.row, record.seed, values["setup_hash"], record.config_hash)
             return cursor.rowcount == 1
+
+    @staticmethod
+    def _supersede_others(connection, suite: str, row: str, seed: int, setup_hash: str, config_hash: str) -> int:
+        cursor = connection.execute(
+            "UPDATE results SET superseded = (config_hash != :config) WHERE suite = :suite AND row = :row AND seed = :seed "
+            "AND setup_hash = :setup AND superseded != (config_hash != :config)",
+            {"suite": suite, "row": row, "seed": seed, "setup": setup_hash, "config": config_hash},
+        )
+        return cursor.rowcount
+
+    def make_current(self, suite: str, row: str, seed: int, setup_hash: str, config_hash: str) -> int:
+        """Mark the result `config_hash` of an experiment current and the others superseded (e.g. after a
+        return to code that made an older result); writes nothing when the flags are already so. Returns
+        the number of rows changed."""
+        query = ("SELECT count(*) FROM results WHERE suite = ? AND row = ? AND seed = ? AND setup_hash = ? "
+                 "AND superseded != (config_hash != ?)")
+        if not self._connection.execute(query, (suite, row, seed, setup_hash, config_hash)).fetchone()[0]:
+            return 0
+        with self.transaction() as connection:
+            return self._supersede_others(connection, suite, row, seed, setup_hash, config_hash)
 
     def has(self, suite: str, row: str, seed: int, config_hash: str) -> bool:
         query = "SELECT 1 FROM results WHERE suite = ? AND row = ? AND seed = ? AND config_hash = ?"
         return self._connection.execute(query, (suite, row, seed, config_hash)).fetchone() is not None
 
-    def records(self, suite: str | None = None) -> list[ResultRecord]:
-        """All results (of one suite), oldest first."""
-        query = "SELECT * FROM results" + (" WHERE suite = ?" if suite else "") + " ORDER BY id"
+    def records(self, suite: str | None = None, include_superseded: bool = True) -> list[ResultRecord]:
+        """All results (of one suite; without the superseded ones if asked), oldest first."""
+        has_flag = self._schema_version() >= 2  # a schema-1 store opened read-only is read as it is
+        conditions = (["suite = :suite"] if suite else []) + ([] if include_superseded or not has_flag else ["superseded = 0"])
+        query = "SELECT * FROM results" + (" WHERE " + " AND ".join(conditions) if conditions else "") + " ORDER BY id"
         try:
-            rows = self._connection.execute(query, (suite,) if suite else ()).fetchall()
+            rows = self._connection.execute(query, {"suite": suite}).fetchall()
         except sqlite3.DatabaseError as error:  # damage inside a value (no page check sees it), e.g. bad UTF-8
             raise UserError(f"{self.path}: damaged results database ({error}); left untouched") from None
         return [self._record(row) for row in rows]
@@ -247,21 +330,23 @@ class ResultsStore:
             data["metrics"] = json.loads(data["metrics"])
         except (TypeError, ValueError) as error:
             raise UserError(f"{self.path}: damaged entry id {data.get('id')} ({error}); left untouched") from None
+        data["superseded"] = bool(data.get("superseded", 0))
         return ResultRecord(**data)
 
     # --- complexity cache ----------------------------------------------------------------------------
 
-    def complexity(self, model: str, size: tuple[int, int]) -> dict | None:
+    def complexity(self, model: str, size: tuple[int, int], code: str) -> dict | None:
+        """Cached figures of `model` at `size` counted by the code `code` (a bench.provenance digest)."""
         row = self._connection.execute(
-            "SELECT figures FROM complexity WHERE model = ? AND height = ? AND width = ?", (model, *size)
+            "SELECT figures FROM complexity WHERE model = ? AND height = ? AND width = ? AND code = ?", (model, *size, code)
         ).fetchone()
         return None if row is None else json.loads(row["figures"])
 
-    def add_complexity(self, model: str, size: tuple[int, int], figures: dict) -> None:
+    def add_complexity(self, model: str, size: tuple[int, int], code: str, figures: dict) -> None:
         with self.transaction() as connection:
             connection.execute(
-                "INSERT OR REPLACE INTO complexity (model, height, width, figures) VALUES (?, ?, ?, ?)",
-                (model, *size, json.dumps(to_jsonable(figures), sort_keys=True)),
+                "INSERT OR REPLACE INTO complexity (model, height, width, code, figures) VALUES (?, ?, ?, ?, ?)",
+                (model, *size, code, json.dumps(to_jsonable(figures), sort_keys=True)),
             )
 
 

@@ -1,9 +1,15 @@
 """`alignbench run-all`: every suite on the chosen data and budget, into the results store, then the report.
 
 Entries (suite, row, seed) are planned first; those already complete in the store are skipped, so a
-re-run after a crash or a SIGKILL resumes where it stopped. Entries that share a trained model (same
-model, data, recipe, budget and seed: a "training key") are trained once, from their last checkpoint if
+re-run after a crash or a SIGKILL resumes where it stopped. An entry's config hash covers the experiment
+(model, data, recipe, budget, seed, weights files: its setup hash) and the code (package version and model
+definition fingerprint, bench.provenance): an entry stored by other code is run again, and the old row is
+kept, marked superseded. Entries that share a trained model (same model, data, recipe, budget, seed,
+weights and code: a "training key") are trained once through bench.pipeline, from their last checkpoint if
 one exists, and evaluated together. Each finished entry is one transaction in the store.
+
+A row with a checkpoint (the suite row's `checkpoint:` or `--checkpoint`) is evaluated with those weights,
+not trained; `--backbone-weights` starts training from ImageNet weights.
 
 Under torchrun every rank runs the same plan: training is DistributedDataParallel, evaluation is sharded
 over the ranks (bench.distributed), and only rank 0 opens the store and writes results and the report.
@@ -13,21 +19,18 @@ function restricted to its group, writing to the same store; see `SlurmOptions`.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
 import logging
 import shutil
-import subprocess
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from alignbench.bench import distributed
+from alignbench.bench import distributed, provenance
 from alignbench.bench.errors import UserError
+from alignbench.bench.pipeline import Evaluation, Outcome, Pipeline, random_init_warning
 from alignbench.bench.recipes import Budget, TrainConfig, training_config
 from alignbench.bench.recipes import budget as get_budget
 from alignbench.bench.results import ResultRecord, ResultsStore
@@ -50,14 +53,15 @@ class Entry:
     input_size: tuple[int, int]  # where speed is measured (the row's or the model's paper input size)
     eval_size: tuple[int, int] | None  # the row's stated input size, None: each image's own size
     flops_size: tuple[int, int]  # where GMACs are counted: the row's size, else the size the paper counts at
+    pipeline: Pipeline  # builds, trains and evaluates the row's model (shared by entries with one training key)
 
     @property
     def training_key(self) -> str:
-        return _digest({"model": self.row.model, "data": self.source.description, "train": self.train.to_json(), "seed": self.seed,
-                        "detector_options": self.budget.detector_options})
+        return self.pipeline.training_key
 
     @property
-    def config(self) -> dict:
+    def setup(self) -> dict:
+        """The experiment, without the code that runs it (weights files by sha256, only when given)."""
         return {
             "model": self.row.model,
             "task": self.suite.task,
@@ -72,33 +76,59 @@ class Entry:
             "eval_size": list(self.eval_size) if self.eval_size else None,
             "evaluation": {"version": EVALUATION_VERSION, "max_images": self.budget.eval_max_images,
                            "max_side": self.budget.eval_max_side, "timing_iterations": self.budget.timing_iterations},
+            **self.pipeline.weights,
         }
 
     @property
+    def config(self) -> dict:
+        """The setup and the code identity (package version, model fingerprint) of the model it measures."""
+        return {**self.setup, "code": self.pipeline.code}
+
+    @property
+    def setup_hash(self) -> str:
+        return provenance.digest(self.setup)
+
+    @property
     def config_hash(self) -> str:
-        return _digest(self.config)
+        return provenance.digest(self.config)
 
-
-def _digest(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    @property
+    def evaluation(self) -> Evaluation:
+        return Evaluation(tuple(self.suite.metrics), self.eval_size, self.input_size, self.flops_size)
 
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def plan(suites: list[Suite], sources: list[DataSource], budget_name: str, seeds: list[int]) -> tuple[list[Entry], list[str]]:
-    """All entries to run, and notes on suites no data source supports."""
+def weights_for(row: SuiteRow, given: Mapping[str, Path | str] | None) -> Path | str | None:
+    """The weights file of a row among `given` ({model name or "*": path}): its model's, else the one for all."""
+    given = given or {}
+    return given.get(row.model, given.get("*"))
+
+
+def plan(
+    suites: list[Suite], sources: list[DataSource], budget_name: str, seeds: list[int], device: str = "cpu", progress: bool = False,
+    checkpoints: Mapping[str, Path | str] | None = None, backbone_weights: Mapping[str, Path | str] | None = None,
+) -> tuple[list[Entry], list[str]]:
+    """All entries to run, and notes on suites no data source supports.
+
+    `checkpoints` / `backbone_weights` map a model name (or "*", every row) to a weights file; a suite
+    row's own `checkpoint:` comes first.
+    """
     from alignbench import models
     from alignbench.reports.paper import paper_table
 
     budget = get_budget(budget_name)
     entries, skipped = [], []
+    runners: dict[tuple, object] = {}  # one task runner per (task, data): its val split is read once
+    pipelines: dict[tuple, Pipeline] = {}
     for suite in suites:
         source = next((s for s in sources if s.supports(suite.task)), None)
         if source is None:
             skipped.append(f"{suite.name}: no {suite.task} data among --data")
             continue
+        runner = runners.setdefault((suite.task, source), task_runner(suite.task, source))
         rows = {row.key: row for row in paper_table(suite.paper, suite.table).rows}
         for row in suite.rows:
             stated = row.input_size or rows[row.row].input_size
@@ -106,9 +136,17 @@ def plan(suites: list[Suite], sources: list[DataSource], budget_name: str, seeds
             size = stated or info.input_size
             flops_size = stated or info.flops_input_size or info.input_size  # e.g. SFNet's GFLOPs at 1024 x 1024
             train = training_config(suite.recipe, budget.name, row.train)
+            checkpoint = row.checkpoint or weights_for(row, checkpoints)
+            backbone = weights_for(row, backbone_weights)
             for seed in seeds:
+                identity = (row.model, suite.task, source, train, seed, str(checkpoint), str(backbone))
+                if identity not in pipelines:
+                    pipelines[identity] = Pipeline(
+                        row.model, source, train, budget, seed, checkpoint=checkpoint, backbone_weights=backbone,
+                        train_model=checkpoint is None, device=device, progress=progress, runner=runner,
+                    )
                 entries.append(Entry(suite, row, seed, source, budget, train, tuple(size), tuple(stated) if stated else None,
-                                     tuple(flops_size)))
+                                     tuple(flops_size), pipelines[identity]))
     return entries, skipped
 
 
@@ -161,10 +199,13 @@ def run_all(
     launcher: str = "local",
     slurm: SlurmOptions | None = None,
     training_keys: Collection[str] | None = None,
+    checkpoints: Mapping[str, Path | str] | None = None,
+    backbone_weights: Mapping[str, Path | str] | None = None,
 ) -> RunSummary:
     """Plan, skip what is done, train and evaluate the rest (here, or in Slurm jobs), write the report.
 
-    `training_keys` restricts the run to those training groups (what one Slurm job runs).
+    `training_keys` restricts the run to those training groups (what one Slurm job runs). `checkpoints` and
+    `backbone_weights` map a model name, or "*" for every row, to a weights file (see `plan`).
     """
     from tqdm import tqdm
 
@@ -177,6 +218,8 @@ def run_all(
     device = device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available() and launcher == "local":
         raise UserError(f"--device {device}: CUDA is not available on this machine")
+    if launcher == "local":
+        device = distributed.rank_device(device)
     main = distributed.is_main()
     progress = progress and main
     results = Path(results).resolve()
@@ -185,35 +228,43 @@ def run_all(
     chosen = load_suites(suites)
     with distributed.main_first():  # rank 0 generates the synthetic data, the others then find it
         sources = resolve_data(data or ["synthetic"], progress=progress)
-    entries, skipped = plan(chosen, sources, budget, seeds or [0])
-    done = [store.has(e.suite.name, e.row.row, e.seed, e.config_hash) for e in entries] if main else None
+    entries, skipped = plan(chosen, sources, budget, seeds or [0], device=device, progress=progress,
+                            checkpoints=checkpoints, backbone_weights=backbone_weights)
+    done = None
+    if main:
+        done = [store.has(e.suite.name, e.row.row, e.seed, e.config_hash) for e in entries]
+        for entry, complete in zip(entries, done):  # a result of this code is the current one (even after a return to older code)
+            if complete:
+                store.make_current(entry.suite.name, entry.row.row, entry.seed, entry.setup_hash, entry.config_hash)
     done = distributed.broadcast_from_main(done)
     pending = [e for e, complete in zip(entries, done) if not complete]
     summary = RunSummary(len(entries), len(entries) - len(pending), 0, skipped=skipped)
     log.info("%d entries planned, %d already complete", len(entries), summary.completed_before)
     if training_keys is not None:
         pending = [e for e in pending if e.training_key in training_keys]
+    groups: dict[str, list[Entry]] = {}
+    for entry in pending:
+        groups.setdefault(entry.training_key, []).append(entry)
+    if main:
+        random_init_warning(sum(g[0].pipeline.train_model and g[0].pipeline.random_init for g in groups.values()), budget)
     if launcher == "local":
         from alignbench.bench.train import per_rank_batch
 
         for entry in pending:  # before anything trains: every total batch must split over the ranks
             per_rank_batch(entry.train.batch_size, distributed.world_size())
-    groups: dict[str, list[Entry]] = {}
-    for entry in pending:
-        groups.setdefault(entry.training_key, []).append(entry)
     if launcher == "slurm":
         store.close()
         _submit_groups(groups, summary, slurm or SlurmOptions(), results, sources,
-                       suites=suites, budget=budget, device=requested_device, seeds=seeds or [0])
+                       suites=suites, budget=budget, device=requested_device, seeds=seeds or [0],
+                       checkpoints=_as_strings(checkpoints), backbone_weights=_as_strings(backbone_weights))
         if not (slurm or SlurmOptions()).wait:
             report = False
     else:
-        device = distributed.rank_device(device)
         bar = tqdm(total=len(pending), desc="run-all", unit="entry", disable=not progress)
-        checkpoints = results.parent / "checkpoints"
-        for key, group in groups.items():
+        checkpoint_root = results.parent / "checkpoints"
+        for group in groups.values():
             try:
-                _run_group(group, store, device, checkpoints / key, progress)
+                _run_group(group, store, device, checkpoint_root)
                 summary.ran += len(group)
             except (RuntimeError, ValueError) as error:  # a diverged or broken model must not stop the suite
                 if distributed.is_distributed():
@@ -232,41 +283,22 @@ def run_all(
     return summary
 
 
-def _run_group(group: list[Entry], store: ResultsStore | None, device: str, checkpoint_dir: Path, progress: bool) -> None:
-    """Train (or resume, or load) the group's model once, then evaluate and store each entry.
+def _as_strings(weights: Mapping[str, Path | str] | None) -> dict[str, str] | None:
+    return None if weights is None else {key: str(Path(path).resolve()) for key, path in weights.items()}
+
+
+def _run_group(group: list[Entry], store: ResultsStore | None, device: str, checkpoint_root: Path) -> None:
+    """Train (or resume, or load) the group's model once through its pipeline, then evaluate and store each
+    entry as soon as it is measured.
 
     Distributed: every rank trains (DDP) and evaluates (its shard); rank 0, the only one with a store,
     measures complexity and speed and writes the records.
     """
-    from alignbench import models
-    from alignbench.bench.train import train
-
-    first = group[0]
-    started_at = _now()
-    begin = time.perf_counter()
-    torch.manual_seed(first.seed)
-    runner = task_runner(first.suite.task, first.source)
-    with distributed.main_first():  # rank 0 exports shared files (the COCO export of synthetic data) first
-        model = models.build(first.row.model, **runner.build_options(first.train, first.budget))
-        training_set, collate = runner.training_set(first.train, first.seed)
-    train(model, training_set, collate, first.train, checkpoint_dir, device=device, progress=progress,
-          description=f"{first.row.model} (seed {first.seed})")
-    accuracy: dict[tuple | None, dict] = {}  # by evaluation size: rows sharing a model share its scores
-    for entry in group:
-        wanted_accuracy, wanted_complexity = entry.suite.metric_kinds()
-        metrics: dict = {}
-        if wanted_accuracy:
-            if entry.eval_size not in accuracy:
-                accuracy[entry.eval_size] = runner.evaluate(model, device, entry.budget, entry.eval_size, progress=progress)
-            metrics.update(accuracy[entry.eval_size])
-        if store is None:
-            continue
-        if wanted_complexity:
-            metrics.update(_complexity(store, entry, model, device, wanted_complexity))
-        # duration: from the start of the group (training included) to the end of this entry
-        store.add(_record(entry, metrics, started_at, time.perf_counter() - begin, device))
-    if not first.budget.keep_weights and distributed.is_main():
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    pipeline = group[0].pipeline
+    outcomes = pipeline.outcomes([entry.evaluation for entry in group], checkpoint_root, complexity_cache=store)
+    for entry, outcome in zip(group, outcomes):
+        if store is not None:
+            store.add(_record(entry, outcome, device))
 
 
 # --- Slurm ---------------------------------------------------------------------------------------------
@@ -357,48 +389,12 @@ def run_cluster_job(arguments: dict) -> dict:
     return asdict(summary)
 
 
-def _complexity(store: ResultsStore, entry: Entry, model, device: str, wanted: set[str]) -> dict:
-    """Params and GMACs (cached per model and input size) and, if asked, speed on `device`."""
-    from alignbench.bench.profiling import complexity_at, measure_latency, parameter_count
-
-    figures = store.complexity(entry.row.model, entry.flops_size)
-    if figures is None and "gflops" not in wanted:
-        # Parameters alone need no trace (a FLOP trace of a large model at the paper's size takes minutes on a CPU).
-        figures = {"params_m": parameter_count(entry.row.model) / 1e6}
-    elif figures is None:
-        counted = complexity_at(entry.row.model, entry.flops_size)
-        figures = {"params_m": counted.params_m, "gflops": counted.gmacs, "other_gops": counted.other_ops / 1e9}
-        store.add_complexity(entry.row.model, entry.flops_size, figures)
-    metrics = {key: figures[key] for key in ("params_m", "gflops") if key in wanted}
-    if wanted & {"fps", "latency_ms"}:
-        iterations = entry.budget.timing_iterations
-        latency = measure_latency(model, entry.input_size, device=device, warmup=max(1, iterations // 3), iterations=iterations)
-        metrics.update({"fps": latency.fps, "latency_ms": latency.median_ms, "timing": latency.to_json()})
-    return metrics
-
-
-def _record(entry: Entry, metrics: dict, started_at: str, duration: float, device: str) -> ResultRecord:
+def _record(entry: Entry, outcome: Outcome, device: str) -> ResultRecord:
     gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
     return ResultRecord(
         suite=entry.suite.name, row=entry.row.row, seed=entry.seed, model=entry.row.model, task=entry.suite.task,
         budget=entry.budget.name, data=entry.source.description, config_hash=entry.config_hash, config=entry.config,
-        metrics=metrics, started_at=started_at, finished_at=_now(), duration_s=duration, device=device,
-        git_commit=git_commit(), torch=torch.__version__, cuda=torch.version.cuda, gpu=gpu,
+        metrics=outcome.metrics, started_at=outcome.started_at, finished_at=outcome.finished_at, duration_s=outcome.duration_s,
+        device=device, git_commit=provenance.git_commit(), torch=torch.__version__, cuda=torch.version.cuda, gpu=gpu,
+        setup_hash=entry.setup_hash, code_version=outcome.code["version"], model_fingerprint=outcome.code["model"],
     )
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def git_commit() -> str | None:
-    """The commit of the source tree alignbench runs from, when it is a git checkout."""
-    try:
-        output = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if output.returncode != 0:
-        return None
-    return output.stdout.strip() or None

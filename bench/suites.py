@@ -5,16 +5,19 @@
     table: Table 1
     task: semantic                # semantic | detection | instance | panoptic
     recipe: fapn_semantic         # bench.recipes.RECIPES
-    metrics: [params_m, mIoU]     # columns to measure (keys of the paper vocabulary)
+    metrics: [params_m, mIoU]     # columns to measure (keys of alignbench.metrics.vocabulary)
     compare: {reference: fapn_r50}            # "(reference - row)" in parentheses, FaPN Table 1 style
     # or compare: {baseline: fcn}             # "(row - baseline)", the gain columns of SFNet / FPT
     # or compare: {pairs: [[fpn_r50, fapn_r50], ...]}  # an improvement line under each pair
     rows:
       - {row: fpn_r50, model: pointrend_fpn_r50}
       - {row: fapn_r50, model: pointrend_fapn_r50, train: {iterations: 90000}, input_size: [1024, 2048]}
+      - {row: fapn_r101, model: pointrend_fapn_r101, checkpoint: weights/fapn_r101.pth}  # evaluated, not trained
 
 Each row names a registered model and a row of the paper's table; the data come from `run-all --data`,
-the budget from `--budget`. Errors name the file, the line and the field, and exit with status 2.
+the budget from `--budget`. A row's `checkpoint` (a path, relative to the suite file's folder) holds trained
+weights: the row is evaluated with them instead of trained. Errors name the file, the line and the field,
+and exit with status 2.
 """
 
 from __future__ import annotations
@@ -26,18 +29,10 @@ from pathlib import Path
 import yaml
 
 from alignbench.bench.errors import UserError
+from alignbench.metrics.vocabulary import TASKS, of_evaluators, task_metrics
 
-TASKS = ("semantic", "detection", "instance", "panoptic")
-METRICS = {
-    "semantic": ("mIoU", "mIoU_val", "iIoU", "IoU_cat", "iIoU_cat", "band_3", "band_5", "band_8", "band_12", "band_mean"),
-    "detection": ("AP_bbox", "AP50_bbox", "AP75_bbox", "APs_bbox", "APm_bbox", "APl_bbox"),
-    "instance": ("AP_bbox", "AP50_bbox", "AP75_bbox", "APs_bbox", "APm_bbox", "APl_bbox",
-                 "AP_segm", "AP50_segm", "AP75_segm", "APs_segm", "APm_segm", "APl_segm"),
-    "panoptic": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st", "mIoU", "AP_bbox"),
-}
-COMPLEXITY_METRICS = ("params_m", "gflops", "fps", "latency_ms")
 _SUITE_FIELDS = {"suite", "paper", "table", "title", "task", "recipe", "metrics", "compare", "rows", "note"}
-_ROW_FIELDS = {"row", "model", "train", "input_size", "note"}
+_ROW_FIELDS = {"row", "model", "train", "input_size", "checkpoint", "note"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +42,7 @@ class SuiteRow:
     train: dict = field(default_factory=dict)  # recipe overrides
     input_size: tuple[int, int] | None = None  # for params / GMACs / speed (default: the model's)
     note: str = ""
+    checkpoint: Path | None = None  # trained weights to evaluate instead of training
 
 
 @dataclass(frozen=True)
@@ -64,8 +60,9 @@ class Suite:
     note: str = ""
 
     def metric_kinds(self) -> tuple[set[str], set[str]]:
-        """(accuracy metrics, complexity metrics) this suite measures."""
-        return set(self.metrics) - set(COMPLEXITY_METRICS), set(self.metrics) & set(COMPLEXITY_METRICS)
+        """(accuracy metrics, complexity and speed metrics) this suite measures."""
+        measured = of_evaluators(self.metrics, "complexity", "speed")
+        return set(self.metrics) - measured, measured
 
 
 class _Located:
@@ -137,7 +134,7 @@ def load_suite(path: str | Path) -> Suite:
     metrics = data["metrics"]
     if not isinstance(metrics, list) or not metrics:
         raise doc.error(("metrics",), "expected a non-empty list")
-    allowed = set(METRICS[task]) | set(COMPLEXITY_METRICS)
+    allowed = set(task_metrics(task))
     for index, metric in enumerate(metrics):
         if metric not in allowed:
             raise doc.error(("metrics", index), f"{metric!r} is not a {task} metric (known: {', '.join(sorted(allowed))})")
@@ -177,7 +174,14 @@ def load_suite(path: str | Path) -> Suite:
         size = row.get("input_size")
         if size is not None and not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
             raise doc.error(where + ("input_size",), "expected [H, W] with positive integers")
-        rows.append(SuiteRow(row["row"], row["model"], dict(train), tuple(size) if size else None, row.get("note", "")))
+        checkpoint = row.get("checkpoint")
+        if checkpoint is not None:
+            if not isinstance(checkpoint, str) or not checkpoint.strip():
+                raise doc.error(where + ("checkpoint",), "expected the path of a weights file")
+            checkpoint = (path.parent / Path(checkpoint).expanduser()).resolve()  # relative: to the suite file's folder
+            if not checkpoint.is_file():
+                raise doc.error(where + ("checkpoint",), f"{checkpoint}: file not found")
+        rows.append(SuiteRow(row["row"], row["model"], dict(train), tuple(size) if size else None, row.get("note", ""), checkpoint))
     compare = data.get("compare") or {}
     if not isinstance(compare, dict) or set(compare) - {"reference", "baseline", "pairs"} or len(compare) > 1:
         raise doc.error(("compare",), "expected one of {reference: ROW}, {baseline: ROW} or {pairs: [[BASE, OURS], ...]}")

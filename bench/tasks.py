@@ -16,6 +16,7 @@ import torch
 
 from alignbench.bench.errors import UserError
 from alignbench.bench.recipes import Budget, TrainConfig
+from alignbench.metrics import vocabulary
 
 TASKS_OF_KIND = {
     "synthetic": ("semantic", "detection", "instance", "panoptic"),
@@ -52,10 +53,18 @@ def resolve_data(specs: list[str], progress: bool = False) -> list[DataSource]:
             root = Path(path).expanduser().resolve()
             if not root.is_dir():
                 raise UserError(f"--data {spec}: folder {root} not found")
-            sources.append(DataSource(kind, root, f"{kind} at {root}"))
+            sources.append(DataSource(kind, root, f"{kind} at {root} ({ground_truth_fingerprint(kind, root)})"))
         else:
             raise UserError(f"--data: expected 'synthetic', 'cityscapes=PATH' or 'coco=PATH', got {spec!r}")
     return sources
+
+
+def ground_truth_fingerprint(kind: str, root: Path) -> str:
+    """A short digest of a data tree's ground truth (relative path and size of every file under gtFine/ for
+    Cityscapes, annotations/ for COCO): results and checkpoints keyed by it are not reused for other data."""
+    folder = root / ("gtFine" if kind == "cityscapes" else "annotations")
+    files = sorted((path.relative_to(root).as_posix(), path.stat().st_size) for path in folder.rglob("*") if path.is_file())
+    return hashlib.sha1(json.dumps(files).encode()).hexdigest()[:10]
 
 
 class SemanticTask:
@@ -79,16 +88,25 @@ class SemanticTask:
     def evaluate(
         self, model, device: str, budget: Budget, input_size: tuple[int, int] | None = None, progress: bool = False
     ) -> dict:
+        """The vocabulary's semantic and boundary-band metrics on the val split (the budget's first images,
+        downscaled to its longest side), plus per-class IoU for the figures and the image count."""
         from alignbench.bench.data.cityscapes import find_frames
-        from alignbench.bench.evaluation.loop import evaluate_semantic_model, semantic_metrics
+        from alignbench.bench.evaluation.loop import FrameDataset, SemanticEvaluator, run_inference, semantic_predictor
 
         frames = find_frames(self.source.root, "val")
         if budget.eval_max_images:
             frames = frames[: budget.eval_max_images]
-        accumulator = evaluate_semantic_model(
-            model, frames, device, input_size=input_size, max_side=budget.eval_max_side, progress=progress
-        )
-        return semantic_metrics(accumulator.compute())
+        (evaluator,) = run_inference(model, FrameDataset(frames), semantic_predictor(input_size, budget.eval_max_side),
+                                     [SemanticEvaluator()], device, progress)
+        return semantic_metrics(evaluator.compute())
+
+
+def semantic_metrics(result) -> dict:
+    """A metrics.semantic.SemanticResult as vocabulary keys (through its `eval semantic` JSON), plus
+    `class_IoU` (for the per-class figures) and `n_images`."""
+    output = result.to_json()
+    metrics = vocabulary.extract({"semantic": output, "boundary": output}, vocabulary.task_metrics("semantic"))
+    return {**metrics, "class_IoU": dict(result.class_iou), "n_images": result.n_images}
 
 
 @dataclass(frozen=True)
@@ -122,20 +140,31 @@ def coco_split(source: DataSource, split: str) -> CocoSplit:
     raise UserError(f"{source.root}: no annotations/instances_{split}.json or panoptic_{split}.json (COCO layout)")
 
 
-def _first_images(json_path: Path, limit: int | None, scratch: Path) -> Path:
-    """A copy of a COCO JSON restricted to its first `limit` images (the smoke budget's evaluation)."""
-    from alignbench.bench.data.coco import load_json
-    from alignbench.bench.io import write_json_atomic
+def first_images(dataset, limit: int | None):
+    """A shallow copy of a CocoDetectionDataset or CocoPanopticDataset restricted, in memory, to the first
+    `limit` images of its JSON (the smoke budget's evaluation); the dataset itself when it has no more."""
+    import copy
 
-    data = load_json(json_path)
-    if limit is None or len(data["images"]) <= limit:
-        return json_path
-    keep = {image["id"] for image in data["images"][:limit]}
-    subset = {**data, "images": data["images"][:limit],
-              "annotations": [a for a in data["annotations"] if a["image_id"] in keep]}
-    path = scratch / f"{json_path.stem}_first{limit}.json"
-    write_json_atomic(path, subset)
-    return path
+    images = dataset.data["images"]
+    if limit is None or len(images) <= limit:
+        return dataset
+    keep = {image["id"] for image in images[:limit]}
+    subset = copy.copy(dataset)
+    subset.data = {**dataset.data, "images": images[:limit],
+                   "annotations": [a for a in dataset.data["annotations"] if a["image_id"] in keep]}
+    if isinstance(dataset.images, dict):  # CocoPanopticDataset: images by id, one annotation per image
+        subset.images = {image_id: info for image_id, info in dataset.images.items() if image_id in keep}
+        subset.annotations = [a for a in dataset.annotations if a["image_id"] in keep]
+    else:  # CocoDetectionDataset: the image list it iterates
+        subset.images = list(images[:limit])
+    return subset
+
+
+def ground_truth_of(data: dict, image_ids) -> dict:
+    """A COCO instances JSON (as loaded) restricted to `image_ids`, in memory."""
+    keep = set(image_ids)
+    return {**data, "images": [image for image in data["images"] if image["id"] in keep],
+            "annotations": [a for a in data["annotations"] if a["image_id"] in keep]}
 
 
 class DetectionSet(torch.utils.data.Dataset):
@@ -179,10 +208,14 @@ def list_collate(items):
 
 
 class DetectionTask:
-    """Faster / Mask R-CNN on COCO-format data (the synthetic scenes' export, or a COCO tree): COCO AP."""
+    """Faster / Mask R-CNN on COCO-format data (the synthetic scenes' export, or a COCO tree): COCO AP.
+
+    The val split is read once: its categories give the model's class count and it is then evaluated.
+    """
 
     def __init__(self, task: str, source: DataSource) -> None:
         self.task, self.source = task, source
+        self._val = None
 
     def _dataset(self, split: str):
         from alignbench.bench.data.coco import CocoDetectionDataset
@@ -190,40 +223,42 @@ class DetectionTask:
         files = coco_split(self.source, split)
         return CocoDetectionDataset(files.instances_json, files.image_dir, with_masks=self.task == "instance")
 
+    def val(self):
+        if self._val is None:
+            self._val = self._dataset("val")
+        return self._val
+
     def build_options(self, config: TrainConfig, budget: Budget | None = None) -> dict:
-        categories = self._dataset("val").categories
         # the recipe's image size: torchvision's transform resizes every image to it
-        options = {"num_classes": categories.num_classes, "min_size": min(config.crop), "max_size": max(config.crop)}
+        options = {"num_classes": self.val().categories.num_classes, "min_size": min(config.crop), "max_size": max(config.crop)}
         return _with_detector_options(options, budget)
 
     def training_set(self, config: TrainConfig, seed: int):
         return DetectionSet(self._dataset("train"), config, seed), list_collate
 
     def evaluate(self, model, device: str, budget: Budget, input_size=None, progress: bool = False) -> dict:
-        import tempfile
+        """Box (and, for instance segmentation, mask) AP on the val split (the budget's first images)."""
+        from alignbench.bench.evaluation.detection import compute_on_main
+        from alignbench.bench.evaluation.loop import CocoEvaluator, detector_predictor, run_inference
 
-        from alignbench.bench.data.coco import CocoDetectionDataset
-        from alignbench.bench.evaluation.detection import evaluate_detector
-
-        files = coco_split(self.source, "val")
+        dataset = first_images(self.val(), budget.eval_max_images)
         iou_types = ("bbox", "segm") if self.task == "instance" else ("bbox",)
-        with tempfile.TemporaryDirectory() as scratch:
-            json_path = _first_images(files.instances_json, budget.eval_max_images, Path(scratch))
-            dataset = CocoDetectionDataset(json_path, files.image_dir, with_masks=self.task == "instance")
-            results = evaluate_detector(model, dataset, iou_types, device=device, progress=progress)
-        metrics = {}
-        for iou_type, result in results.items():
-            metrics.update({f"{name}_{iou_type}": value for name, value in result.metrics.items()})
-        return metrics
+        (evaluator,) = run_inference(model, dataset, detector_predictor, [CocoEvaluator(dataset.data, dataset.categories, iou_types)],
+                                     device, progress, "detection eval")
+        results = compute_on_main(evaluator)
+        outputs = {"coco": {iou_type: result.to_json() for iou_type, result in results.items()}}
+        return vocabulary.extract(outputs, vocabulary.task_metrics(self.task))
 
 
 class PanopticTask:
-    """Panoptic FPN on COCO panoptic data: PQ / SQ / RQ (All, Things, Stuff) and the box AP of its instances."""
+    """Panoptic FPN on COCO panoptic data: PQ / SQ / RQ (All, Things, Stuff) and the box AP of its instances,
+    both from one inference pass over the val split (read once, also for the model's class counts)."""
 
     task = "panoptic"
 
     def __init__(self, source: DataSource) -> None:
         self.source = source
+        self._val = None
 
     def _dataset(self, split: str):
         from alignbench.bench.data.coco import CocoPanopticDataset
@@ -231,8 +266,13 @@ class PanopticTask:
         files = coco_split(self.source, split)
         return CocoPanopticDataset(files.panoptic_json, files.panoptic_dir, files.image_dir)
 
+    def val(self):
+        if self._val is None:
+            self._val = self._dataset("val")
+        return self._val
+
     def build_options(self, config: TrainConfig, budget: Budget | None = None) -> dict:
-        dataset = self._dataset("val")
+        dataset = self.val()
         options = {"num_classes": dataset.things.num_classes, "num_stuff_classes": dataset.stuff.num_classes,
                    "min_size": min(config.crop), "max_size": max(config.crop)}
         return _with_detector_options(options, budget)
@@ -245,24 +285,22 @@ class PanopticTask:
         return DetectionSet(dataset, config, seed, pair=lambda s: panoptic_training_pair(s, dataset.things, labels)), list_collate
 
     def evaluate(self, model, device: str, budget: Budget, input_size=None, progress: bool = False) -> dict:
-        import tempfile
+        """PQ, SQ, RQ, PQ (things / stuff) and, when the split has an instances JSON, box AP against it."""
+        from alignbench.bench.data.coco import load_json
+        from alignbench.bench.evaluation.detection import compute_on_main
+        from alignbench.bench.evaluation.loop import CocoEvaluator, PanopticEvaluator, detector_predictor, run_inference
 
-        from alignbench.bench.data.coco import CocoDetectionDataset, CocoPanopticDataset
-        from alignbench.bench.evaluation.detection import evaluate_detector, evaluate_panoptic_model
-
-        files = coco_split(self.source, "val")
-        with tempfile.TemporaryDirectory() as scratch:
-            panoptic_json = _first_images(files.panoptic_json, budget.eval_max_images, Path(scratch))
-            result = evaluate_panoptic_model(model, CocoPanopticDataset(panoptic_json, files.panoptic_dir, files.image_dir),
-                                             device=device, progress=progress)
-            metrics = {"PQ": result.summary["All"]["pq"], "SQ": result.summary["All"]["sq"], "RQ": result.summary["All"]["rq"],
-                       "PQ_th": result.summary["Things"]["pq"], "PQ_st": result.summary["Stuff"]["pq"]}
-            if files.instances_json.exists():
-                instances_json = _first_images(files.instances_json, budget.eval_max_images, Path(scratch))
-                boxes = evaluate_detector(model, CocoDetectionDataset(instances_json, files.image_dir, with_masks=False),
-                                          ("bbox",), device=device, progress=progress)["bbox"]
-                metrics["AP_bbox"] = boxes.metrics["AP"]
-        return metrics
+        dataset = first_images(self.val(), budget.eval_max_images)
+        evaluators = [PanopticEvaluator(dataset)]
+        instances_json = coco_split(self.source, "val").instances_json
+        if instances_json.exists():
+            ground_truth = ground_truth_of(load_json(instances_json, "COCO instances JSON"), dataset.images)
+            evaluators.append(CocoEvaluator(ground_truth, dataset.things, ("bbox",)))
+        evaluators = run_inference(model, dataset, detector_predictor, evaluators, device, progress, "panoptic eval")
+        outputs = {"panoptic": evaluators[0].compute().to_json()}
+        if len(evaluators) > 1:
+            outputs["coco"] = {"bbox": compute_on_main(evaluators[1])["bbox"].to_json()}
+        return vocabulary.extract(outputs, vocabulary.task_metrics("panoptic"))
 
 
 def _with_detector_options(options: dict, budget: Budget | None) -> dict:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from alignbench.bench.data.cityscapes import CityscapesDataset, CityscapesSample
+from alignbench.bench.data.images import image_to_tensor
 from alignbench.bench.errors import UserError
 from alignbench.bench.recipes import TrainConfig
 from alignbench.metrics.labels import IGNORE_TRAIN_ID
@@ -71,11 +72,6 @@ def augment_semantic(
     if config.flip and rng.random() < 0.5:
         image, train_ids = image[:, ::-1], train_ids[:, ::-1]
     return np.ascontiguousarray(image), np.ascontiguousarray(train_ids)
-
-
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 RGB -> 3xHxW float in [0, 1] (the models' input convention)."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
 
 class SemanticTrainingSet(torch.utils.data.Dataset):

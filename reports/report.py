@@ -2,8 +2,9 @@
 
 For every suite: the paper's rows and columns, our measured value beside the paper's, improvements in
 parentheses as the papers print them, the best measured value in bold, and a footnote with the data,
-budget, device, seeds and the definitions (boundary bands, GMACs). With several seeds a cell shows the
-mean and the spread (population standard deviation).
+budget, device, seeds, the code that made the numbers (package version, git commit and each row's model
+definition fingerprint) and the definitions (boundary bands, GMACs). With several seeds a cell shows the
+mean and the spread (population standard deviation). Results superseded by ones of newer code are left out.
 """
 
 from __future__ import annotations
@@ -14,11 +15,23 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from alignbench.metrics.vocabulary import METRICS
 from alignbench.reports.console import BOUNDARY_FOOTNOTE
-from alignbench.reports.tables import Cell, Table, best_index, display_value, format_measured, signed, to_html, to_latex, to_markdown
+from alignbench.reports.tables import (
+    Cell,
+    Table,
+    best_index,
+    display_value,
+    format_measured,
+    paper_text,
+    signed,
+    to_html,
+    to_latex,
+    to_markdown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +52,27 @@ class SuiteResults:
     data: list[str]
     budget: str | None
     timing: list[str]
+    code: dict[str, str] = field(default_factory=dict)  # row -> the code that made its numbers
+    random_init: bool = False  # some row's model was trained from random initialisation
+
+
+RANDOM_INIT_FOOTNOTE = ("Trained from random initialisation (no --backbone-weights or --checkpoint): the papers start "
+                        "from ImageNet-pretrained backbones, so these numbers are not comparable with theirs.")
+
+
+def code_label(record) -> str:
+    """The code that made a record: package version, git commit and model definition fingerprint (short)."""
+    if not getattr(record, "code_version", None):
+        return "code not recorded (a store of schema 1)"
+    commit = f", git {record.git_commit[:7]}" if record.git_commit else ""
+    return f"alignbench {record.code_version}{commit}, model {(record.model_fingerprint or '?')[:8]}"
 
 
 def collect(records: Sequence, suite_name: str, budget: str | None) -> SuiteResults:
-    """The latest record of each (row, seed) of a suite under a budget (and its most recent data)."""
-    mine = [r for r in records if r.suite == suite_name and (budget is None or r.budget == budget)]
+    """The latest current (not superseded) record of each (row, seed) of a suite under a budget (and its
+    most recent data)."""
+    mine = [r for r in records if r.suite == suite_name and (budget is None or r.budget == budget)
+            and not getattr(r, "superseded", False)]
     if mine:
         latest_data = mine[-1].data
         mine = [r for r in mine if r.data == latest_data]
@@ -73,6 +102,8 @@ def collect(records: Sequence, suite_name: str, budget: str | None) -> SuiteResu
         data=sorted({r.data for r in records_used}),
         budget=records_used[-1].budget if records_used else budget,
         timing=sorted(timing),
+        code={row: code_label(record) for (row, _), record in sorted(latest.items(), key=lambda item: item[0])},
+        random_init=any("checkpoint" not in record.config and "backbone_weights" not in record.config for record in records_used),
     )
 
 
@@ -111,14 +142,14 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
         for metric in suite.metrics:
             measured = format_measured(metric, results.values.get(key, {}).get(metric, []))
             paper_value = paper_values[key][metric]
-            paper_text = "-" if paper_value is None else (f"{paper_value:g}" if metric == "fps" else f"{paper_value:.1f}")
+            paper_shown = paper_text(metric, paper_value)
             if reference:
                 measured += " " + signed(_difference(measured_means[reference][metric], measured_means[key][metric]), metric)
-                paper_text += " " + signed(_difference(paper_values[reference][metric], paper_value), metric)
+                paper_shown += " " + signed(_difference(paper_values[reference][metric], paper_value), metric)
             elif baseline and key != baseline:
                 measured += " " + signed(_difference(measured_means[key][metric], measured_means[baseline][metric]), metric)
-                paper_text += " " + signed(_difference(paper_value, paper_values[baseline][metric]), metric)
-            cells += [Cell(measured.strip(), bold=best[metric] == index), Cell(paper_text.strip())]
+                paper_shown += " " + signed(_difference(paper_value, paper_values[baseline][metric]), metric)
+            cells += [Cell(measured.strip(), bold=best[metric] == index), Cell(paper_shown.strip())]
         rows.append(cells)
         if key in pair_after:
             base = pair_after[key]
@@ -141,12 +172,19 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
         notes.append(f"Parentheses: {paper_rows[reference].method} minus the row, as the paper prints them.")
     if baseline:
         notes.append(f"Parentheses: the row minus {paper_rows[baseline].method} (the paper's gain over its baseline).")
-    if any(m.startswith("band_") for m in suite.metrics):
+    if any(METRICS[m].evaluator == "boundary" for m in suite.metrics):
         notes.append(BOUNDARY_FOOTNOTE)
     if "gflops" in suite.metrics:
         notes.append(MAC_FOOTNOTE)
     if results.timing:
         notes.append("Speed: " + "; ".join(results.timing) + ".")
+    if results.budget == "paper" and results.random_init:
+        notes.append(RANDOM_INIT_FOOTNOTE)
+    if results.code:
+        by_code: dict[str, list[str]] = defaultdict(list)
+        for row in [key for key in keys if key in results.code]:  # the paper's row order
+            by_code[results.code[row]].append(paper_rows[row].method)
+        notes.append("Code: " + "; ".join(f"{', '.join(rows)}: {label}" for label, rows in by_code.items()) + ".")
     return Table(title=suite.title, header=header, rows=rows, footnotes=notes, separators=separators)
 
 
@@ -194,7 +232,7 @@ def speed_figure(suite, paper, results: SuiteResults, directory: Path) -> Path |
     """Speed against accuracy (SFNet Fig. 1 style): measured points filled, the paper's hollow."""
     import matplotlib.pyplot as plt
 
-    accuracy = next((m for m in ("mIoU", "mIoU_val", "mIoU_test", "PQ", "AP_bbox") if m in suite.metrics), None)
+    accuracy = next((m for m in suite.metrics if METRICS[m].evaluator in ("semantic", "coco", "panoptic")), None)
     if "fps" not in suite.metrics or accuracy is None:
         return None
     figure, axis = plt.subplots(figsize=(6, 4))
@@ -209,7 +247,7 @@ def speed_figure(suite, paper, results: SuiteResults, directory: Path) -> Path |
         if paper_fps is not None and paper_score is not None:
             axis.scatter([paper_fps], [paper_score], facecolors="none", edgecolors=f"C{index}", label=f"{label} (paper)")
     axis.set_xlabel("speed (FPS)")
-    axis.set_ylabel(f"{accuracy} (%)")
+    axis.set_ylabel(f"{METRICS[accuracy].label} ({METRICS[accuracy].unit})")
     axis.set_title(suite.title)
     axis.legend(fontsize=7)
     return _save(figure, directory, f"{suite.name}_speed")

@@ -1,7 +1,8 @@
 """Paper-style tables: the measured value beside the paper's, improvements in parentheses, best in bold.
 
 A `Table` is format-free (header, rows of cells, footnotes); `to_markdown`, `to_latex` (booktabs) and
-`to_html` render it. Measured accuracy is stored as fractions and shown in percent like the papers.
+`to_html` render it. Measured accuracy is stored as fractions and shown in percent like the papers; how each
+metric is shown (percent or not, decimals, which way is better) comes from alignbench.metrics.vocabulary.
 """
 
 from __future__ import annotations
@@ -12,12 +13,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-PERCENT_METRICS = {
-    "mIoU", "mIoU_val", "mIoU_test", "iIoU", "IoU_cat", "iIoU_cat", "band_3", "band_5", "band_8", "band_12", "band_mean",
-    "AP_bbox", "AP50_bbox", "AP75_bbox", "APs_bbox", "APm_bbox", "APl_bbox", "AP_segm", "AP50_segm", "AP75_segm",
-    "APs_segm", "APm_segm", "APl_segm", "PQ", "SQ", "RQ", "PQ_th", "PQ_st",
-}
-LOWER_IS_BETTER = {"params_m", "gflops", "latency_ms"}
+from alignbench.metrics.vocabulary import METRICS
 
 
 @dataclass
@@ -36,12 +32,20 @@ class Table:
 
 
 def display_value(metric: str, value: float) -> float:
-    """Fractions -> percent for accuracy metrics; everything else as stored."""
-    return 100.0 * value if metric in PERCENT_METRICS else value
+    """Fractions -> percent (the vocabulary's `fraction` metrics); everything else as stored."""
+    return 100.0 * value if METRICS[metric].fraction else value
 
 
 def digits(metric: str) -> int:
-    return 2 if metric in ("params_m",) else 1
+    return METRICS[metric].digits
+
+
+def paper_text(metric: str, value: float | None) -> str:
+    """A paper's number as the table shows it: the vocabulary's `paper_digits` decimals, or as printed."""
+    if value is None:
+        return "-"
+    places = METRICS[metric].paper_digits
+    return f"{value:g}" if places is None else f"{value:.{places}f}"
 
 
 def format_measured(metric: str, values: Sequence[float]) -> str:
@@ -64,11 +68,12 @@ def signed(value: float | None, metric: str) -> str:
 
 
 def best_index(metric: str, values: Sequence[float | None]) -> int | None:
-    """Row index of the best measured value (lowest for params / GFLOPs / latency, else highest)."""
+    """Row index of the best measured value (the vocabulary's `higher_is_better`: lowest for params / GFLOPs /
+    latency, else highest)."""
     candidates = [(v, i) for i, v in enumerate(values) if v is not None and not math.isnan(v)]
     if not candidates:
         return None
-    return (min if metric in LOWER_IS_BETTER else max)(candidates)[1]
+    return (max if METRICS[metric].higher_is_better else min)(candidates)[1]
 
 
 def to_markdown(table: Table) -> str:

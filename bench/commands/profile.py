@@ -24,6 +24,7 @@ def register(subparsers) -> None:
     profile.add_argument("--compile", action="store_true", help="torch.compile the model")
     profile.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN pick its fastest kernels")
     profile.add_argument("--per-module", action="store_true", help="print fvcore's per-module parameter table")
+    profile.add_argument("--checkpoint", metavar="PATH", help="load these weights into MODEL before timing it")
     profile.add_argument("--json", action="store_true", help="print JSON instead of a table")
     profile.add_argument("--out", type=output_file, metavar="FILE",
                          help="also write the table (JSON with --json) to FILE, rewritten atomically after every model")
@@ -31,6 +32,8 @@ def register(subparsers) -> None:
 
 
 def run_profile(args) -> int:
+    from pathlib import Path
+
     from alignbench.bench.errors import UserError
 
     if args.all == bool(args.model):
@@ -40,6 +43,11 @@ def run_profile(args) -> int:
 
         if not torch.cuda.is_available():
             raise UserError(f"--device {args.device}: CUDA is not available on this machine")
+    if args.checkpoint and not args.model:
+        raise UserError("--checkpoint: give the MODEL it belongs to (not --all)")
+    if args.checkpoint:
+        if not Path(args.checkpoint).expanduser().is_file():
+            raise UserError(f"--checkpoint {args.checkpoint}: file not found")
     if args.device == "cpu" and args.dtype == "fp16":
         raise UserError("--dtype fp16: timing in fp16 needs CUDA; use bf16 or fp32 on the CPU")
     from alignbench.bench.io import write_atomic
@@ -66,6 +74,7 @@ def run_profile(args) -> int:
             },
             per_module=args.per_module,
             on_row=keep,
+            checkpoint=str(Path(args.checkpoint).expanduser().resolve()) if args.checkpoint else None,
         )
     finally:
         if measured:  # also when interrupted or failing part-way: the rows measured so far are printed

@@ -61,6 +61,10 @@ def register(subparsers) -> None:
     run_all.add_argument("--seeds", type=seed_list, default=[0], help="comma-separated seeds (default 0)")
     run_all.add_argument("--out", type=output_folder, help="report folder parent (default: beside the results database)")
     run_all.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    run_all.add_argument("--checkpoint", action="append", metavar="[MODEL=]PATH",
+                         help="trained weights to evaluate instead of training: for MODEL's rows, or for every row (repeatable)")
+    run_all.add_argument("--backbone-weights", action="append", metavar="[MODEL=]PATH",
+                         help="ImageNet-pretrained backbone weights to train from: for MODEL's rows, or for every row (repeatable)")
     run_all.add_argument("--launcher", choices=("local", "slurm"), default="local",
                          help="local: run here (default; under torchrun: all its processes); slurm: submit jobs (needs submitit)")
     slurm = run_all.add_argument_group("Slurm (--launcher slurm)")
@@ -105,6 +109,29 @@ def slurm_options(args):
     )
 
 
+def weights_map(values: list[str] | None, option: str) -> dict[str, str] | None:
+    """'[MODEL=]PATH' values -> {model or "*": path}; MODEL must be a registered model."""
+    from alignbench import models
+    from alignbench.bench.errors import UserError
+
+    if not values:
+        return None
+    mapping: dict[str, str] = {}
+    for value in values:
+        model, separator, path = value.partition("=")
+        if not separator:
+            model, path = "*", value
+        else:
+            try:
+                models.get_info(model)
+            except ValueError as error:
+                raise UserError(f"{option} {value}: {error}") from None
+        if model in mapping:
+            raise UserError(f"{option}: two files for {'every row' if model == '*' else model}")
+        mapping[model] = path
+    return mapping
+
+
 def run(args) -> int:
     import sys
     from pathlib import Path
@@ -126,6 +153,8 @@ def run(args) -> int:
         report=not args.no_report,
         launcher=args.launcher,
         slurm=slurm,
+        checkpoints=weights_map(args.checkpoint, "--checkpoint"),
+        backbone_weights=weights_map(args.backbone_weights, "--backbone-weights"),
     )
     main = distributed.is_main()
     distributed.barrier()  # the other ranks wait for rank 0's report

@@ -1,4 +1,4 @@
-"""`alignbench train`: train (or resume) one registered model and evaluate it; or evaluate local weights.
+"""`alignbench train`: train (or resume) one registered model and evaluate it; or evaluate given weights.
 
 Under torchrun (`torchrun --nproc-per-node N -m alignbench train MODEL ...`) the processes train with DDP (the
 recipe's total batch split over them) and share the evaluation; rank 0 prints and writes --json.
@@ -12,7 +12,7 @@ from alignbench.bench.commands.common import budget_name, device_name, output_fi
 def register(subparsers) -> None:
     train = subparsers.add_parser(
         "train",
-        help="train a registered model with a paper recipe and evaluate it (or evaluate --weights)",
+        help="train a registered model with a paper recipe and evaluate it (or evaluate --checkpoint with --eval-only)",
         description="A killed run resumes from its last checkpoint in --out.",
     )
     train.add_argument("model", help="registered model name (see `alignbench models`)")
@@ -22,38 +22,38 @@ def register(subparsers) -> None:
     train.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
     train.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     train.add_argument("--out", type=output_folder, default="alignbench-output/train", help="checkpoints go to OUT/<model>-<key>/")
-    train.add_argument("--weights", help="load these weights first (a checkpoint of ours or a plain state dict)")
-    train.add_argument("--eval-only", action="store_true", help="evaluate without training (use with --weights)")
+    train.add_argument("--checkpoint", "--weights", dest="checkpoint", metavar="PATH",
+                       help="start from these weights (ours, SFSegNets or detectron2 checkpoints; --weights is an alias)")
+    train.add_argument("--backbone-weights", metavar="PATH", help="ImageNet-pretrained backbone weights to start training from")
+    train.add_argument("--eval-only", action="store_true", help="evaluate --checkpoint without training")
     train.add_argument("--json", type=output_file, metavar="FILE", help="write the scores as JSON (atomically)")
     train.set_defaults(handler=run_train)
 
 
 def run_train(args) -> int:
-    import hashlib
-    import json
     import sys
     from pathlib import Path
 
     import torch
 
-    from alignbench import models
     from alignbench.bench import distributed
     from alignbench.bench.errors import UserError
     from alignbench.bench.io import write_json_atomic
-    from alignbench.bench.recipes import budget as get_budget
-    from alignbench.bench.recipes import training_config
+    from alignbench.bench.pipeline import Evaluation, Pipeline, random_init_warning
     from alignbench.bench.runall import default_device
     from alignbench.bench.suites import default_recipe
-    from alignbench.bench.tasks import resolve_data, task_runner
-    from alignbench.bench.train import load_weights, train
+    from alignbench.bench.tasks import resolve_data
+    from alignbench.metrics import vocabulary
+
+    if args.eval_only and not args.checkpoint:
+        raise UserError("--eval-only: give the weights to evaluate with --checkpoint PATH (a model with random weights measures nothing)")
+    from alignbench import models
 
     try:
         info = models.get_info(args.model)
     except ValueError as error:
         raise UserError(str(error)) from None
     recipe = args.recipe or default_recipe(args.model)
-    config = training_config(recipe, args.budget, None)
-    budget = get_budget(args.budget)
     device = args.device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device}: CUDA is not available on this machine")
@@ -62,32 +62,28 @@ def run_train(args) -> int:
     progress = sys.stderr.isatty() and distributed.is_main()
     with distributed.main_first():  # rank 0 generates / exports shared data, the others then read it
         sources = [s for s in resolve_data([args.data], progress=progress) if s.supports(info.task)]
-        if not sources:
-            raise UserError(f"--data {args.data}: holds no {info.task} data")
-        runner = task_runner(info.task, sources[0])
-        options = runner.build_options(config, budget)
-    torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    model = models.build(args.model, **options)
-    if args.weights:
-        load_weights(model, args.weights)
-    if not args.eval_only:
-        key = hashlib.sha256(json.dumps([args.model, sources[0].description, config.to_json(), args.seed,
-                                         args.weights], sort_keys=True).encode()).hexdigest()[:12]
-        torch.manual_seed(args.seed)
-        with distributed.main_first():
-            training_set, collate = runner.training_set(config, args.seed)
-        train(model, training_set, collate, config, Path(args.out) / f"{args.model}-{key}", device=device,
-              progress=progress, description=args.model)
-    metrics = runner.evaluate(model, device, budget, progress=progress)
+    if not sources:
+        raise UserError(f"--data {args.data}: holds no {info.task} data")
+    pipeline = Pipeline.for_model(
+        args.model, sources[0], recipe=recipe, budget=args.budget, seed=args.seed, checkpoint=args.checkpoint,
+        backbone_weights=args.backbone_weights, train_model=not args.eval_only, device=device, progress=progress,
+    )
+    if distributed.is_main():
+        random_init_warning(int(pipeline.train_model and pipeline.random_init), args.budget)
+    accuracy = set(vocabulary.task_metrics(info.task)) - vocabulary.of_evaluators(vocabulary.task_metrics(info.task), "complexity", "speed")
+    (outcome,) = pipeline.run([Evaluation(tuple(sorted(accuracy)))], checkpoint_root=Path(args.out))
+    metrics = outcome.metrics
     main = distributed.is_main()
     distributed.barrier()
     distributed.shutdown()
     if not main:
         return 0
-    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    for key, value in scalars.items():
-        print(f"{key:>10s}  {value:.4f}" if isinstance(value, float) else f"{key:>10s}  {value}")
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)):
+            print(f"{key:>10s}  {value:.4f}" if isinstance(value, float) else f"{key:>10s}  {value}")
     if args.json:
-        write_json_atomic(args.json, {"model": args.model, "recipe": recipe, "budget": args.budget,
-                                      "data": sources[0].description, "metrics": metrics})
+        write_json_atomic(args.json, {"model": args.model, "recipe": recipe, "budget": args.budget, "data": sources[0].description,
+                                      "checkpoint": str(pipeline.checkpoint) if pipeline.checkpoint else None,
+                                      "backbone_weights": str(pipeline.backbone_weights) if pipeline.backbone_weights else None,
+                                      "code": pipeline.code, "metrics": metrics})
     return 0

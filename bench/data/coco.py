@@ -352,7 +352,9 @@ class DetectionSample:
         target keys boxes, labels, masks (when present), image_id, area, iscrowd."""
         import torch
 
-        image = torch.from_numpy(np.ascontiguousarray(self.image.transpose(2, 0, 1))).float().div_(255.0)
+        from alignbench.bench.data.images import image_to_tensor
+
+        image = image_to_tensor(self.image)
         target = {
             "boxes": torch.from_numpy(self.boxes.astype(np.float32)).reshape(-1, 4),
             "labels": torch.from_numpy(self.labels.astype(np.int64)),

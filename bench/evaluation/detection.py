@@ -10,7 +10,8 @@ metrics speak COCO category ids. This module converts between the two, in memory
   with COCO category ids, the prediction side of metrics.panoptic.PanopticAccumulator.update;
 - `panoptic_training_pair(sample, things, semantic_labels)`: a PanopticSample -> (image, target) for
   `model.loss`;
-- `evaluate_detector` / `evaluate_panoptic_model`: the loops over a dataset.
+- `evaluate_detector` / `evaluate_panoptic_model`: a model's scores over a dataset, through the one
+  inference loop of bench.evaluation.loop.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import torch
 from torch import nn
 
 from alignbench.bench.data.coco import CategoryTable, CocoDetectionDataset, CocoPanopticDataset, PanopticSample
-from alignbench.metrics.coco import CocoResult, detections_to_coco, evaluate_coco
-from alignbench.metrics.panoptic import PanopticAccumulator, PanopticResult
+from alignbench.bench.data.images import image_to_tensor
+from alignbench.metrics.coco import CocoResult, detections_to_coco
+from alignbench.metrics.panoptic import PanopticResult
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ def panoptic_training_pair(
     if sample.image is None:
         raise ValueError(f"image id {sample.image_id!r}: the panoptic dataset was opened without an image folder")
     boxes, category_ids, masks, _ = sample.thing_instances(include_crowd=False)
-    image = torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1))).float().div_(255.0)
+    image = image_to_tensor(sample.image)
     target = {
         "boxes": torch.from_numpy(boxes).reshape(-1, 4),
         "labels": torch.from_numpy(things.labels_of(category_ids)),
@@ -108,50 +110,27 @@ def panoptic_training_pair(
     return image, target
 
 
-@torch.no_grad()
 def evaluate_detector(
     model: nn.Module,
     dataset: CocoDetectionDataset,
     iou_types: Sequence[str] = ("bbox",),
-    batch_size: int = 1,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> dict[str, CocoResult]:
     """COCO AP of a detector (`model.predict`) over a CocoDetectionDataset, per iou type ("bbox", "segm").
 
     The model is put in eval mode. Ground truth is the dataset's JSON (crowd regions included: COCOeval
-    handles them).
-
-    Under torch.distributed each rank predicts its shard (image i on rank i % world, in batches of its
-    own); the detections are gathered to rank 0 in dataset order, so that COCOeval sees the list one
-    process would have made (its tie-breaking follows list order), evaluated there, and the scores are
-    broadcast to every rank. With batch_size 1 the scores equal one process's bit for bit.
+    handles them). Under torch.distributed the images are sharded over the ranks (the one inference loop,
+    bench.evaluation.loop), COCOeval runs on rank 0 over the detections in dataset order and the scores are
+    broadcast to every rank: they equal one process's bit for bit.
     """
-    from tqdm import tqdm
+    from alignbench.bench.evaluation.loop import CocoEvaluator, detector_predictor, run_inference
 
-    from alignbench.bench import distributed
-
-    model.eval()
-    mine = list(distributed.shard_indices(len(dataset)))
-    per_image: dict[int, list[dict[str, Any]]] = {}  # dataset index -> that image's COCO results
-    for start in tqdm(range(0, len(mine), batch_size), desc="detection eval", unit="batch", disable=not progress):
-        indices = mine[start : start + batch_size]
-        samples = [dataset[index] for index in indices]
-        images = [sample.to_torch()[0].to(device) for sample in samples]
-        outputs = model.predict(images)
-        for index, sample, output in zip(indices, samples, outputs):
-            per_image[index] = coco_detections([output], [sample.image_id], dataset.categories, with_masks="segm" in iou_types)
-    gathered = distributed.gather_to_main(per_image)
-    scores = None
-    if gathered is not None:
-        merged = {index: entries for part in gathered for index, entries in part.items()}
-        results = [entry for index in sorted(merged) for entry in merged[index]]
-        log.info("%d detections on %d images", len(results), len(dataset))
-        scores = {iou_type: evaluate_coco(dataset.data, results, iou_type) for iou_type in iou_types}
-    return distributed.broadcast_from_main(scores)
+    (evaluator,) = run_inference(model, dataset, detector_predictor, [CocoEvaluator(dataset.data, dataset.categories, iou_types)],
+                                 str(device), progress, "detection eval")
+    return compute_on_main(evaluator)
 
 
-@torch.no_grad()
 def evaluate_panoptic_model(
     model: nn.Module,
     dataset: CocoPanopticDataset,
@@ -163,18 +142,17 @@ def evaluate_panoptic_model(
     Under torch.distributed each rank predicts its shard (image i on rank i % world) and every rank
     returns the scores of the exact merge of all shards.
     """
-    from tqdm import tqdm
+    from alignbench.bench.evaluation.loop import PanopticEvaluator, detector_predictor, run_inference
 
+    (evaluator,) = run_inference(model, dataset, detector_predictor, [PanopticEvaluator(dataset)], str(device), progress, "panoptic eval")
+    return evaluator.compute()
+
+
+def compute_on_main(evaluator):
+    """`evaluator.compute()` on rank 0 only, its result broadcast to every rank (alone: just compute)."""
     from alignbench.bench import distributed
 
-    model.eval()
-    accumulator = PanopticAccumulator(dataset.categories)
-    for index in tqdm(distributed.shard_indices(len(dataset)), desc="panoptic eval", unit="img", disable=not progress):
-        sample = dataset[index]
-        if sample.image is None:
-            raise ValueError("evaluate_panoptic_model: open the CocoPanopticDataset with its image folder")
-        image = torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1))).float().div_(255.0)
-        output = model.predict([image.to(device)])[0]
-        pred_map, pred_segments = panoptic_prediction(output, dataset.things, dataset.stuff)
-        accumulator.update(pred_map, pred_segments, sample.segment_map, sample.segments_info)
-    return distributed.merge_accumulators(accumulator).compute()
+    result = evaluator.compute() if distributed.is_main() else None
+    if distributed.is_main() and isinstance(result, dict):
+        log.info("%d detections", sum(len(entries) for entries in getattr(evaluator, "per_image", {}).values()))
+    return distributed.broadcast_from_main(result)

@@ -1,44 +1,138 @@
-"""Evaluation loops that run a model over a validation split and feed the metric accumulators."""
+"""The one inference loop: a model over a dataset, its outputs fed to evaluators that share one protocol.
+
+An evaluator follows torchmetrics' shape: `reset()`, `update(sample, output, index)` per image, `merge(other)`
+to fold in another process's state exactly, `compute()` for the result. The evaluators here adapt the metric
+accumulators of `alignbench.metrics` (which keep their own update signatures) to model outputs:
+
+- `SemanticEvaluator`: train-id predictions into metrics.semantic.SemanticAccumulator (Cityscapes scores and
+  boundary bands);
+- `CocoEvaluator`: detections into COCO results, scored by metrics.coco.evaluate_coco (box / mask AP);
+- `PanopticEvaluator`: Panoptic FPN outputs into metrics.panoptic.PanopticAccumulator (PQ / SQ / RQ).
+
+`run_inference` runs the model once per image and feeds every evaluator, so a panoptic model's PQ and box AP
+come from one pass over the split. Under torch.distributed each rank predicts its shard (image i on rank
+i % world) and the evaluators are merged in rank order, so the scores equal one process's bit for bit.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from alignbench.bench.data.cityscapes import CityscapesFrame, read_frame
-from alignbench.bench.train import image_to_tensor
+from alignbench.bench.data.images import image_to_tensor
 from alignbench.metrics.boundary import DEFAULT_BANDS
-from alignbench.metrics.semantic import SemanticAccumulator, SemanticResult
+from alignbench.metrics.semantic import SemanticAccumulator
 
 
-@torch.inference_mode()
-def evaluate_semantic_model(
-    model: torch.nn.Module,
-    frames: Sequence[CityscapesFrame],
-    device: str = "cpu",
-    input_size: tuple[int, int] | None = None,
-    max_side: int | None = None,
-    bands: Sequence[int] = DEFAULT_BANDS,
-    progress: bool = False,
-) -> SemanticAccumulator:
-    """Predict every frame at `input_size` (default: its own size), downscaled further so that its longer
-    side is at most `max_side`; upsample the logits to the ground-truth size and accumulate train-id
-    predictions on the model's device.
+class Evaluator(Protocol):
+    """What `run_inference` feeds: reset / update / merge / compute."""
 
-    Under torch.distributed each rank predicts its shard (frame i on rank i % world) and the returned
-    accumulator, on every rank, is the exact merge of all shards.
+    def reset(self) -> None: ...
+
+    def update(self, sample: Any, output: Any, index: int) -> None: ...
+
+    def merge(self, other: Evaluator) -> None: ...
+
+    def compute(self) -> Any: ...
+
+
+class SemanticEvaluator:
+    """Cityscapes semantic scores and boundary-band mIoU of train-id predictions (HxW tensors) against a
+    CityscapesSample's label ids and instance ids."""
+
+    def __init__(self, bands: Sequence[int] = DEFAULT_BANDS) -> None:
+        self.bands = tuple(bands)
+        self.reset()
+
+    def reset(self) -> None:
+        self.accumulator = SemanticAccumulator(bands=self.bands, pred_ids="train")
+
+    def update(self, sample, output: torch.Tensor, index: int) -> None:
+        device = output.device
+        self.accumulator.update(output, torch.from_numpy(sample.label_ids).to(device), torch.from_numpy(sample.instance_ids).to(device))
+
+    def merge(self, other: SemanticEvaluator) -> None:
+        self.accumulator.merge(other.accumulator)
+
+    def compute(self):
+        return self.accumulator.compute()
+
+
+class CocoEvaluator:
+    """COCO AP (one result per iou type) of detector outputs; `ground_truth` is the COCO instances JSON of
+    the evaluated images and `categories` maps the model's labels 1..K to its category ids.
+
+    The state is each image's COCO results by dataset index; `compute` evaluates them in dataset order, the
+    list one process makes (COCOeval's tie-breaking follows list order).
     """
-    from tqdm import tqdm
 
-    from alignbench.bench import distributed
+    def __init__(self, ground_truth: Mapping[str, Any], categories, iou_types: Sequence[str] = ("bbox",)) -> None:
+        self.ground_truth, self.categories, self.iou_types = ground_truth, categories, tuple(iou_types)
+        self.reset()
 
-    model.eval().to(device)
-    accumulator = SemanticAccumulator(bands=bands, pred_ids="train")
-    for frame in tqdm(distributed.shard(frames), desc="evaluating", unit="img", disable=not progress, leave=False):
-        sample = read_frame(frame)
+    def reset(self) -> None:
+        self.per_image: dict[int, list[dict[str, Any]]] = {}
+
+    def update(self, sample, output: Mapping[str, Any], index: int) -> None:
+        from alignbench.bench.evaluation.detection import coco_detections
+
+        self.per_image[index] = coco_detections([output], [sample.image_id], self.categories, with_masks="segm" in self.iou_types)
+
+    def merge(self, other: CocoEvaluator) -> None:
+        self.per_image.update(other.per_image)
+
+    def __getstate__(self) -> dict:
+        return {"per_image": self.per_image}  # what travels between processes: not the ground truth
+
+    def compute(self) -> dict:
+        from alignbench.metrics.coco import evaluate_coco
+
+        results = [entry for index in sorted(self.per_image) for entry in self.per_image[index]]
+        return {iou_type: evaluate_coco(self.ground_truth, results, iou_type) for iou_type in self.iou_types}
+
+
+class PanopticEvaluator:
+    """PQ / SQ / RQ of Panoptic FPN outputs against a PanopticSample (COCO category ids via `dataset`'s
+    things / stuff tables)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+        self.reset()
+
+    def reset(self) -> None:
+        from alignbench.metrics.panoptic import PanopticAccumulator
+
+        self.accumulator = PanopticAccumulator(self.dataset.categories)
+
+    def update(self, sample, output: Mapping[str, Any], index: int) -> None:
+        from alignbench.bench.evaluation.detection import panoptic_prediction
+
+        pred_map, pred_segments = panoptic_prediction(output, self.dataset.things, self.dataset.stuff)
+        self.accumulator.update(pred_map, pred_segments, sample.segment_map, sample.segments_info)
+
+    def merge(self, other: PanopticEvaluator) -> None:
+        self.accumulator.merge(other.accumulator)
+
+    def __getstate__(self) -> dict:
+        return {"accumulator": self.accumulator}  # what travels between processes: not the dataset
+
+    def compute(self):
+        return self.accumulator.compute()
+
+
+# --- predictors: one dataset sample -> the model's output for it -------------------------------------------
+
+
+def semantic_predictor(input_size: tuple[int, int] | None = None, max_side: int | None = None) -> Callable:
+    """Predict a CityscapesSample at `input_size` (default: its own size), downscaled further so that its
+    longer side is at most `max_side`; the logits are upsampled to the ground-truth size and the argmax
+    (train ids, uint8) returned on the model's device."""
+
+    def predict(model: torch.nn.Module, sample, device: str) -> torch.Tensor:
         image = image_to_tensor(sample.image)[None].to(device)
         height, width = sample.label_ids.shape
         size = tuple(input_size) if input_size else (height, width)
@@ -50,27 +144,75 @@ def evaluate_semantic_model(
         logits = model(image)
         if logits.shape[-2:] != (height, width):
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-        prediction = logits.argmax(dim=1)[0].to(torch.uint8)
-        accumulator.update(
-            prediction,
-            torch.from_numpy(sample.label_ids).to(device),
-            torch.from_numpy(sample.instance_ids).to(device),
-        )
-    return distributed.merge_accumulators(accumulator)
+        return logits.argmax(dim=1)[0].to(torch.uint8)
+
+    return predict
 
 
-def semantic_metrics(result: SemanticResult) -> dict:
-    """The metric keys of the paper tables (reports/paper vocabulary) plus per-class scores for figures."""
-    bands = {f"band_{width}": value for width, value in result.boundary_miou.items()}
-    finite = [value for value in bands.values() if not math.isnan(value)]
-    return {
-        "mIoU": result.miou,
-        "mIoU_val": result.miou,  # the papers' "val" column: we always evaluate the val split
-        "iIoU": result.iiou,
-        "IoU_cat": result.iou_category,
-        "iIoU_cat": result.iiou_category,
-        **bands,
-        "band_mean": sum(finite) / len(finite) if finite else math.nan,
-        "class_IoU": dict(result.class_iou),
-        "n_images": result.n_images,
-    }
+def detector_predictor(model: torch.nn.Module, sample, device: str) -> Mapping[str, Any]:
+    """`model.predict` of one detection or panoptic sample's image (float CxHxW in [0, 1])."""
+    if sample.image is None:
+        raise ValueError("the dataset was opened without its image folder")
+    return model.predict([image_to_tensor(sample.image).to(device)])[0]
+
+
+class FrameDataset:
+    """Cityscapes frames as a dataset of CityscapesSamples (images included)."""
+
+    def __init__(self, frames: Sequence[CityscapesFrame]) -> None:
+        self.frames = list(frames)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int):
+        return read_frame(self.frames[index])
+
+
+@torch.inference_mode()
+def run_inference(
+    model: torch.nn.Module,
+    dataset,
+    predict: Callable,
+    evaluators: Sequence[Evaluator],
+    device: str = "cpu",
+    progress: bool = False,
+    description: str = "evaluating",
+) -> list[Evaluator]:
+    """Predict every image of this rank's shard once and feed each evaluator; return the evaluators merged
+    over all ranks (on every rank), ready for `compute`. Only the evaluators' state travels between ranks
+    (their `__getstate__`); each rank folds the merged state into its own evaluators."""
+    from tqdm import tqdm
+
+    from alignbench.bench import distributed
+
+    model.eval().to(device)
+    for evaluator in evaluators:
+        evaluator.reset()
+    for index in tqdm(distributed.shard_indices(len(dataset)), desc=description, unit="img", disable=not progress, leave=False):
+        sample = dataset[index]
+        output = predict(model, sample, device)
+        for evaluator in evaluators:
+            evaluator.update(sample, output, index)
+    if distributed.is_distributed():
+        for evaluator in evaluators:
+            merged = distributed.merge_accumulators(evaluator)
+            evaluator.reset()
+            evaluator.merge(merged)
+    return list(evaluators)
+
+
+def evaluate_semantic_model(
+    model: torch.nn.Module,
+    frames: Sequence[CityscapesFrame],
+    device: str = "cpu",
+    input_size: tuple[int, int] | None = None,
+    max_side: int | None = None,
+    bands: Sequence[int] = DEFAULT_BANDS,
+    progress: bool = False,
+) -> SemanticAccumulator:
+    """The semantic accumulator of `model` over `frames` (see `semantic_predictor` for the input size),
+    merged over all ranks under torch.distributed."""
+    (evaluator,) = run_inference(model, FrameDataset(frames), semantic_predictor(input_size, max_side), [SemanticEvaluator(bands)],
+                                 device, progress)
+    return evaluator.accumulator

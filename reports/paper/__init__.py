@@ -1,13 +1,14 @@
 """The papers' reference numbers, keyed by paper / table / row, with the source line each number came from.
 
 One YAML file per paper sits beside this module (fapn.yaml, sfnet.yaml, fpt.yaml), transcribed from the
-markdown papers in shared/papers/. Each table row keeps `text`, its source line(s) verbatim, so a reader can
+papers' text (FaPN and its supplementary material, SFNet, FPT). Each table row keeps `text`, its source line(s) verbatim, so a reader can
 check every number; `note` records how an ambiguous cell was read. Values are as printed (percent stays
 77.4, params in millions, GFLOPs as the paper counts them) under a fixed vocabulary of keys (VALUE_KEYS) that
 code maps to measured metrics. Improvements printed in parentheses or in "improvement" rows are not stored:
 the report recomputes them.
 
-Only yaml and the standard library are imported, so reports can load these numbers cheaply.
+Only yaml, the standard library and the metric vocabulary (pure data) are imported, so reports can load these
+numbers cheaply.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
+
+from alignbench.metrics.vocabulary import METRICS
 
 __all__ = [
     "PAPERS",
@@ -40,25 +43,10 @@ PAPER_DIR = Path(__file__).resolve().parent
 #: paper name (lower case, as accepted by load_paper) -> YAML file beside this module
 PAPERS: Mapping[str, str] = MappingProxyType({"fapn": "fapn.yaml", "sfnet": "sfnet.yaml", "fpt": "fpt.yaml"})
 
-#: The value keys a column may use. Percentages as printed; params_m in millions; gflops as the paper reports
-#: them; fps_trt is a speed measured with TensorRT; stride is an output stride; mIoU_train is mIoU on the
-#: training set; IoU_cat / iIoU_cat are Cityscapes category scores.
-VALUE_KEYS: frozenset[str] = frozenset(
-    {
-        # semantic
-        "mIoU", "mIoU_val", "mIoU_test", "mIoU_train", "iIoU", "IoU_cat", "iIoU_cat",
-        "band_3", "band_5", "band_8", "band_12", "band_mean", "gain",
-        # detection / instance
-        "AP_bbox", "AP50_bbox", "AP75_bbox", "APs_bbox", "APm_bbox", "APl_bbox",
-        "AP_segm", "AP50_segm", "AP75_segm", "APs_segm", "APm_segm", "APl_segm",
-        # panoptic
-        "PQ", "SQ", "RQ", "PQ_th", "PQ_st",
-        # complexity and speed
-        "params_m", "gflops", "fps", "fps_trt", "latency_ms",
-        # configuration printed as a table column
-        "stride",
-    }
-)
+#: The value keys a column may use: the metric vocabulary (alignbench.metrics.vocabulary), which also says how
+#: each is shown. Paper values are stored as printed: percentages as percent, params_m in millions, gflops as
+#: the paper reports them.
+VALUE_KEYS: frozenset[str] = frozenset(METRICS)
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: ~10x faster, same result
 _KEY = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
