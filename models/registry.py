@@ -5,8 +5,9 @@
     models.get_info("rt_fapn_r18").paper_params_m
 
 A model family registers its entries with `register_model(info, builder)` (or as a decorator on the
-builder); `builder(num_classes=..., **overrides)` returns the module. The zoo's own entries live in
-models/zoo/ (one module per paper).
+builder); `builder(num_classes=..., **overrides)` returns the module. The registry imports no model
+family: each family registers its entries in its own `zoo.py`, and `alignbench.models` loads them once
+(models/families.py), so the registry is complete whenever `alignbench.models` has been imported.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class ModelInfo:
         backbone: e.g. "R50".
         neck: e.g. "FaPN".
         head: e.g. "PointRend".
-        paper_gflops: the paper's "GFLOPs" (multiply-accumulates in the papers compared here, see
-            DESIGN.md), None where it states none.
+        paper_gflops: the paper's "GFLOPs" (multiply-accumulates in the papers compared here: FaPN, SFNet
+            and FPT count one multiply-add as one FLOP), None where it states none.
         flops_input_size: the (H, W) input at which the paper counts them (None: `input_size`).
     """
 
@@ -80,10 +81,6 @@ def register_model(info: ModelInfo, builder: Callable[..., nn.Module] | None = N
     return add if builder is None else add(builder)
 
 
-def _ensure_zoo() -> None:
-    import alignbench.models.zoo  # noqa: F401  (registers the zoo's entries on first import)
-
-
 def _unknown(name: str) -> ValueError:
     close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see models.list_models()"
@@ -92,7 +89,6 @@ def _unknown(name: str) -> ValueError:
 
 def get_info(name: str) -> ModelInfo:
     """The metadata of a registered model; ValueError naming close matches for an unknown name."""
-    _ensure_zoo()
     if name not in _REGISTRY:
         raise _unknown(name)
     return _REGISTRY[name][0]
@@ -100,7 +96,6 @@ def get_info(name: str) -> ModelInfo:
 
 def list_models(task: str | None = None) -> list[ModelInfo]:
     """All registered models (of one task if given), in registration order."""
-    _ensure_zoo()
     if task is not None and task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
     return [info for info, _ in _REGISTRY.values() if task is None or info.task == task]

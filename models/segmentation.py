@@ -23,7 +23,6 @@ from torch import nn
 
 from alignbench.models.backbones.resnet import ResNetBackbone
 from alignbench.models.heads.pointrend import PointRendSemanticHead
-from alignbench.models.heads.prediction import ConvPredictionHead
 from alignbench.models.heads.semantic_fpn import SemanticFPNHead
 
 logger = logging.getLogger(__name__)
@@ -170,26 +169,3 @@ def build_pyramid_segmenter(
     else:
         head_module = SemanticFPNHead(pyramid.out_channels, pyramid.strides, num_classes, channels=head_channels)
     return PyramidSegmenter(backbone, pyramid, head_module, num_classes)
-
-
-def build_realtime_segmenter(
-    num_classes: int,
-    *,
-    depth: int,
-    neck: Callable[..., nn.Module],
-    neck_options: Mapping | None = None,
-    neck_channels: int = 128,
-    head_channels: int = 128,
-    weights: str | Path | None = None,
-    frozen_bn: bool | None = None,
-    freeze_stem: bool = False,
-) -> PyramidSegmenter:
-    """ResNet-18/34 + real-time neck + prediction layer on P3 (FaPN supplementary section 2).
-
-    The backbone's BatchNorm follows models.backbones.resnet (frozen when `weights` are given, as FaPN
-    states for all experiments of the main paper, appendix A, which includes the real-time Table 8).
-    """
-    backbone = ResNetBackbone(depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=weights)
-    pyramid = neck(backbone.out_channels, neck_channels, **dict(neck_options or {}))
-    head = ConvPredictionHead(pyramid.out_channels, num_classes, channels=head_channels, in_feature="p3")
-    return PyramidSegmenter(backbone, pyramid, head, num_classes)

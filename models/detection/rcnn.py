@@ -241,7 +241,7 @@ def build_pyramid_backbone(
 ) -> PyramidBackbone:
     """ResNet-`depth` + `neck(backbone.out_channels, neck_channels, top_block=True, **neck_options)`.
 
-    The neck class must follow the neck interface (models.necks) and produce p2..p6; `top_block=True` asks
+    The neck class must follow the neck interface (models.fpn.FPN) and produce p2..p6; `top_block=True` asks
     FPN / FaPN for P6 and may be overridden through `neck_options`.
     """
     body = ResNetBackbone(depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=weights)

@@ -1,5 +1,5 @@
 """FPT semantic segmentation models (Zhang et al., ECCV 2020, section 3.5 and Table 4): dilated ResNet-101
--> UFP (models/necks/ufp.py) -> optional FPT block (models/necks/fpt.py, with LGT) -> segmentation head.
+-> UFP (models/fpt/ufp.py) -> optional FPT block (models/fpt/transformer.py, with LGT) -> segmentation head.
 
 Facts from the paper: dilated ResNet-101 backbone (output stride 8) pre-trained and then fixed ("fixing the
 parameters of backbone"): its BatchNorm is frozen when weights are given, as in models.backbones.resnet,
@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from alignbench.models.backbones.resnet import ResNetBackbone
+from alignbench.models.fpt.transformer import FeaturePyramidTransformer
+from alignbench.models.fpt.ufp import UFP
 from alignbench.models.heads.common import upsampled_cross_entropy
 from alignbench.models.layers import c2_msra_fill
-from alignbench.models.necks.fpt import FeaturePyramidTransformer
-from alignbench.models.necks.ufp import UFP
 from alignbench.models.segmentation import SegmentationModel
 
 

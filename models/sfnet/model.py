@@ -2,9 +2,9 @@
 
 backbone -> `AlignedFPN` (context module + top-down path with FAM) -> `SFNetFusionHead` (all levels at 1/4,
 concatenated, 3x3 conv-BN-ReLU, 1x1 classifier), plus optional training-only deep-supervision heads. See
-models/necks/sfnet.py and models/heads/sfnet.py for the layer facts and their sources.
+models/sfnet/decoder.py and models/sfnet/head.py for the layer facts and their sources.
 
-Facts from the authors' code (SFSegNets network/sfnet_resnet.py, loss.py; ../shared/DESIGN.md):
+Facts from the authors' code (SFSegNets network/sfnet_resnet.py, loss.py):
 - ResNet-18 uses the deep stem and fpn_dim 128 (lateral inputs 64, 128, 256, 512); ResNet-50/101 the deep
   stem and fpn_dim 256. Every BatchNorm is trained (SyncBN), so parameter counts include the backbone's BN
   affine terms: SFNet-R18 with 19 classes and no deep-supervision heads has 12,869,715 parameters
@@ -32,14 +32,14 @@ from alignbench.models.backbones.resnet import ResNetBackbone
 from alignbench.models.backbones.shufflenet import ShuffleNetV2Backbone
 from alignbench.models.heads.common import ohem_cross_entropy
 from alignbench.models.heads.prediction import ConvPredictionHead
-from alignbench.models.heads.sfnet import DeepSupervisionHead, SFNetFusionHead
-from alignbench.models.necks.sfnet import AlignedFPN, upsample_aligned_corners
 from alignbench.models.segmentation import SegmentationModel
+from alignbench.models.sfnet.decoder import AlignedFPN, upsample_aligned_corners
+from alignbench.models.sfnet.head import DeepSupervisionHead, SFNetFusionHead
 
 logger = logging.getLogger(__name__)
 
 # backbone name -> default fpn_dim (the authors' code: 128 for ResNet-18, 256 for ResNet-50/101, 64 for DFNet;
-# 64 for ShuffleNetV2 is our reading of SFNet Table 1(d), see models/zoo/sfnet.py)
+# 64 for ShuffleNetV2 is our reading of SFNet Table 1(d), see models/sfnet/zoo.py)
 FPN_DIMS = {"resnet18": 128, "resnet50": 256, "resnet101": 256, "shufflenetv2": 64, "df1": 64, "df2": 64}
 HEADS = ("fusion", "fcn")
 
