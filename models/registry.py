@@ -17,9 +17,12 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from alignbench.models.checkpoints import builder_defaults, load_checkpoint, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -101,25 +104,43 @@ def list_models(task: str | None = None) -> list[ModelInfo]:
     return [info for info, _ in _REGISTRY.values() if task is None or info.task == task]
 
 
-def build(name: str, num_classes: int = 19, **overrides) -> nn.Module:
-    """Build a registered model; `overrides` are keyword options of its builder (e.g. weights=PATH).
+def build(
+    name: str,
+    num_classes: int = 19,
+    *,
+    checkpoint: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
+    **overrides,
+) -> nn.Module:
+    """Build a registered model; `overrides` are keyword options of its builder.
 
-    The model carries its metadata as `model.model_info`.
+    Args:
+        checkpoint: a whole-model checkpoint of any supported format (ours, the SFNet authors', detectron2's;
+            see models.checkpoints), loaded all or nothing. Its format may imply builder options (a
+            detectron2 checkpoint builds detectron2's ResNet), unless `overrides` set them.
+        backbone_weights: an ImageNet checkpoint of the backbone (see models.backbones.weights).
+
+    The model carries its metadata as `model.model_info` and, with a checkpoint, what the load did as
+    `model.checkpoint_report`. Bad files raise ValueError subclasses with one-line messages.
     """
     info = get_info(name)
     builder = _REGISTRY[name][1]
-    accepted = [
-        parameter.name
-        for parameter in inspect.signature(builder).parameters.values()
-        if parameter.kind is parameter.KEYWORD_ONLY
-    ]
-    unknown = sorted(set(overrides) - set(accepted))
-    if unknown:
+    accepted = builder_options(name)
+    unknown = sorted(set(overrides) - accepted - {"backbone_weights"})
+    if unknown or (backbone_weights is not None and "backbone_weights" not in accepted):
+        unknown = unknown or ["backbone_weights"]
         raise ValueError(
             f"{', '.join(unknown)}: not an option of model {name!r} (options: {', '.join(sorted(accepted))})"
         )
+    if backbone_weights is not None:
+        overrides["backbone_weights"] = backbone_weights
+    loaded = read_checkpoint(checkpoint) if checkpoint is not None else None
+    if loaded is not None:
+        overrides = {**builder_defaults(loaded, accepted), **overrides}
     model = builder(num_classes=num_classes, **overrides)
     model.model_info = info
+    if loaded is not None:
+        model.checkpoint_report = load_checkpoint(model, loaded)
     logger.debug("built %s with %d classes and overrides %s", name, num_classes, overrides)
     return model
 

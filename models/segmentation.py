@@ -3,7 +3,8 @@
 Interface (every segmentation model in the zoo):
 - input: float RGB images in [0, 1], shape (B, 3, H, W), any H and W; the model normalises them with
   the ImageNet mean / std (torchvision's backbones' convention) and zero-pads them at the bottom / right
-  to a multiple of 32 (what detectron2's ImageList does with size_divisibility 32);
+  to a multiple of `size_divisibility` (32, what detectron2's ImageList does with size_divisibility 32;
+  1, no padding, for models that need none, such as SFNet);
 - `model(images)` returns logits (B, num_classes, H, W) at the input resolution, always by the
   inference path (PointRend subdivision included), whatever the train / eval mode;
 - `model.loss(images, targets)` returns a dict of scalar losses by the training path; targets are
@@ -128,7 +129,7 @@ def build_pyramid_segmenter(
     neck_channels: int = 256,
     head: str = "pointrend",
     head_channels: int = 128,
-    weights: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
     frozen_bn: bool | None = None,
     freeze_stem: bool = False,
     train_num_points: int = 2048,
@@ -143,13 +144,13 @@ def build_pyramid_segmenter(
     """ResNet + `neck` + PointRend (default) or Semantic-FPN head, the FaPN Table 1 / 4 setting.
 
     Defaults are the Cityscapes PointRend semantic config facts (models.heads.pointrend); the backbone's
-    BatchNorm is frozen when `weights` are given (see models.backbones.resnet); `neck_channels` and
+    BatchNorm is frozen when `backbone_weights` are given (see models.backbones.resnet); `neck_channels` and
     `head_channels` may be lowered for quick experiments (neck_channels a multiple of the 8 deformable
     groups, head_channels a multiple of 32 for GroupNorm(32)).
     """
     if head not in SEMANTIC_HEADS:
         raise ValueError(f"head: expected one of {SEMANTIC_HEADS}, got {head!r}")
-    backbone = ResNetBackbone(depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=weights)
+    backbone = ResNetBackbone(depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=backbone_weights)
     pyramid = neck(backbone.out_channels, neck_channels, **dict(neck_options or {}))
     if head == "pointrend":
         head_module: nn.Module = PointRendSemanticHead(

@@ -64,6 +64,9 @@ class ResNetBackbone(nn.Module):
         weights: path of a local torchvision-format state dict to load (None: random initialisation).
         deep_stem: the SFNet deep stem (see the module docstring).
         output_stride: 32, 16 or 8; below 32 the last stages are dilated instead of strided.
+        conv2_dilation: (d3, d4): dilation (and equal padding) of every block's `conv2` in layer3 / layer4,
+            strides unchanged: (2, 4) is the SFNet authors' ResNet "variant D" (SFSegNets
+            network/sfnet_resnet.py, `AlignNetResNet`); (1, 1) is torchvision's ResNet.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class ResNetBackbone(nn.Module):
         weights: str | Path | None = None,
         deep_stem: bool = False,
         output_stride: int = 32,
+        conv2_dilation: tuple[int, int] = (1, 1),
     ) -> None:
         super().__init__()
         if depth not in _BUILDERS:
@@ -93,6 +97,12 @@ class ResNetBackbone(nn.Module):
         net = _BUILDERS[depth](weights=None, norm_layer=norm_layer, replace_stride_with_dilation=dilate[output_stride])
         if deep_stem:
             _make_deep_stem(net, norm_layer)
+        self.conv2_dilation = tuple(conv2_dilation)
+        for layer, dilation in zip((net.layer3, net.layer4), self.conv2_dilation):
+            if dilation != 1:
+                for block in layer:
+                    # set after construction, as the authors' code does: torchvision's BasicBlock rejects dilation
+                    block.conv2.dilation, block.conv2.padding = (dilation, dilation), (dilation, dilation)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         widths = (64, 128, 256, 512)

@@ -7,8 +7,8 @@ measured ones. Not registered: Table 5's PointRend mask-head rows (no PointRend 
 Table 6's PanopticFCN rows (a different architecture).
 
 Builder options (models.build overrides): min_size / max_size (torchvision's resize, COCO's 800 / 1333 by
-default), rcnn_options (further torchvision FasterRCNN / MaskRCNN keywords), neck_channels, weights,
-frozen_bn, freeze_stem; panoptic models also num_stuff_classes, semantic_channels, semantic_loss_weight,
+default), rcnn_options (further torchvision FasterRCNN / MaskRCNN keywords), neck_channels,
+backbone_weights, frozen_bn, freeze_stem; panoptic models also num_stuff_classes, semantic_channels, semantic_loss_weight,
 overlap_threshold, stuff_area_limit, score_threshold. `num_classes` counts object (thing) categories
 without the background.
 

@@ -117,16 +117,16 @@ def build_realtime_segmenter(
     neck_options: Mapping | None = None,
     neck_channels: int = 128,
     head_channels: int = 128,
-    weights: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
     frozen_bn: bool | None = None,
     freeze_stem: bool = False,
 ) -> PyramidSegmenter:
     """ResNet-18/34 + real-time neck + prediction layer on P3 (FaPN supplementary section 2).
 
-    The backbone's BatchNorm follows models.backbones.resnet (frozen when `weights` are given, as FaPN
+    The backbone's BatchNorm follows models.backbones.resnet (frozen when `backbone_weights` are given, as FaPN
     states for all experiments of the main paper, appendix A, which includes the real-time Table 8).
     """
-    backbone = ResNetBackbone(depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=weights)
+    backbone = ResNetBackbone(depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=backbone_weights)
     pyramid = neck(backbone.out_channels, neck_channels, **dict(neck_options or {}))
     head = ConvPredictionHead(pyramid.out_channels, num_classes, channels=head_channels, in_feature="p3")
     return PyramidSegmenter(backbone, pyramid, head, num_classes)

@@ -96,12 +96,12 @@ def build_ufp_segmenter(
     dropblock_size: int | None = 3,
     neck_channels: int = 256,
     head_channels: int = 256,
-    weights: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
     frozen_bn: bool | None = None,
 ) -> UFPSegmenter:
     """Dilated ResNet + UFP + FPT with `transformers` (a subset of ("st", "gt", "rt"); "gt" is LGT with
     `square_size`, the global GT with None) + concat head. Empty `transformers`: the UFP baseline."""
-    backbone = ResNetBackbone(depth, frozen_bn=frozen_bn, weights=weights, output_stride=8)
+    backbone = ResNetBackbone(depth, frozen_bn=frozen_bn, weights=backbone_weights, output_stride=8)
     pyramid = UFP(
         backbone.out_channels, neck_channels, kernel_sizes=kernel_sizes, arrangement=arrangement,
         in_stride=backbone.strides["c5"],
