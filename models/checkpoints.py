@@ -145,11 +145,12 @@ def _is_counter(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
 
-def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str) -> int:
-    """Load `state` (our key names) into `model` only if it fits exactly; returns the number of tensors.
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str) -> tuple[int, list[str]]:
+    """Load `state` (our key names) into `model` only if it fits exactly.
 
-    BatchNorm's `num_batches_tracked` counters are optional on either side (they do not enter the
-    computation); everything else must match one to one with equal shapes.
+    Returns the number of tensors loaded and the keys of the file's BatchNorm `num_batches_tracked`
+    counters the model has no place for (FrozenBatchNorm has none; they do not enter the computation).
+    Those counters are optional on either side; everything else must match one to one with equal shapes.
     """
     expected = {key: value for key, value in model.state_dict().items() if not _is_counter(key)}
     given = {key: value for key, value in state.items() if not _is_counter(key)}
@@ -173,9 +174,11 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: s
             f"checkpoint {source} does not fit {name} ({len(given)} tensors in the file, {len(expected)} in the model): "
             + "; ".join(problems)
         )
-    counters = {key: value for key, value in state.items() if _is_counter(key) and key in model.state_dict()}
+    model_keys = set(model.state_dict())
+    counters = {key: value for key, value in state.items() if _is_counter(key) and key in model_keys}
+    unused_counters = [key for key in state if _is_counter(key) and key not in model_keys]
     model.load_state_dict({**given, **counters}, strict=False)
-    return len(given)
+    return len(given) + len(counters), unused_counters
 
 
 def load_checkpoint(model: nn.Module, checkpoint: str | Path | Checkpoint) -> LoadReport:
@@ -192,7 +195,8 @@ def load_checkpoint(model: nn.Module, checkpoint: str | Path | Checkpoint) -> Lo
             accepted = ", ".join(["alignbench", *converters])
             raise CheckpointError(f"checkpoint {source}: model {name} loads only {accepted} checkpoints")
         state, dropped = converters[checkpoint.format](model, dict(state))
-    used = load_state(model, state, source=source)
+    used, unused_counters = load_state(model, state, source=source)
+    dropped.update({key: "BatchNorm step counter (the model's frozen BatchNorm has none)" for key in unused_counters})
     report = LoadReport(checkpoint.path, checkpoint.format, used, dropped)
     logger.info("%s", report)
     for key, reason in dropped.items():
