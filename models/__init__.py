@@ -1,4 +1,4 @@
-"""The model zoo: registry, backbones, necks, heads and ops.
+"""The model zoo: registry, model families (detection, fapn, fpt, sfnet) and shared backbones, heads and ops.
 
     from alignbench import models
     model = models.build("pointrend_fapn_r50", num_classes=19)
@@ -10,10 +10,12 @@ Importing this package loads torch and torchvision only (never the harness or th
 """
 
 from alignbench.models.capture import AlignmentModule, CaptureRecord, capture
+from alignbench.models.families import load_families
 from alignbench.models.registry import (
     TASKS,
     ModelInfo,
     build,
+    builder_options,
     count_parameters,
     get_info,
     list_models,
@@ -21,6 +23,8 @@ from alignbench.models.registry import (
     register_model,
 )
 from alignbench.models.segmentation import PyramidSegmenter, SegmentationModel
+
+load_families()
 
 __all__ = [
     "TASKS",
@@ -30,6 +34,7 @@ __all__ = [
     "PyramidSegmenter",
     "SegmentationModel",
     "build",
+    "builder_options",
     "capture",
     "count_parameters",
     "get_info",

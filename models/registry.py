@@ -5,8 +5,9 @@
     models.get_info("rt_fapn_r18").paper_params_m
 
 A model family registers its entries with `register_model(info, builder)` (or as a decorator on the
-builder); `builder(num_classes=..., **overrides)` returns the module. The zoo's own entries live in
-models/zoo/ (one module per paper).
+builder); `builder(num_classes=..., **overrides)` returns the module. The registry imports no model
+family: each family registers its entries in its own `zoo.py`, and `alignbench.models` loads them once
+(models/families.py), so the registry is complete whenever `alignbench.models` has been imported.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from alignbench.models.checkpoints import builder_defaults, load_checkpoint, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +45,8 @@ class ModelInfo:
         backbone: e.g. "R50".
         neck: e.g. "FaPN".
         head: e.g. "PointRend".
-        paper_gflops: the paper's "GFLOPs" (multiply-accumulates in the papers compared here, see
-            DESIGN.md), None where it states none.
+        paper_gflops: the paper's "GFLOPs" (multiply-accumulates in the papers compared here: FaPN, SFNet
+            and FPT count one multiply-add as one FLOP), None where it states none.
         flops_input_size: the (H, W) input at which the paper counts them (None: `input_size`).
     """
 
@@ -80,10 +84,6 @@ def register_model(info: ModelInfo, builder: Callable[..., nn.Module] | None = N
     return add if builder is None else add(builder)
 
 
-def _ensure_zoo() -> None:
-    import alignbench.models.zoo  # noqa: F401  (registers the zoo's entries on first import)
-
-
 def _unknown(name: str) -> ValueError:
     close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see models.list_models()"
@@ -92,7 +92,6 @@ def _unknown(name: str) -> ValueError:
 
 def get_info(name: str) -> ModelInfo:
     """The metadata of a registered model; ValueError naming close matches for an unknown name."""
-    _ensure_zoo()
     if name not in _REGISTRY:
         raise _unknown(name)
     return _REGISTRY[name][0]
@@ -100,31 +99,48 @@ def get_info(name: str) -> ModelInfo:
 
 def list_models(task: str | None = None) -> list[ModelInfo]:
     """All registered models (of one task if given), in registration order."""
-    _ensure_zoo()
     if task is not None and task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
     return [info for info, _ in _REGISTRY.values() if task is None or info.task == task]
 
 
-def build(name: str, num_classes: int = 19, **overrides) -> nn.Module:
-    """Build a registered model; `overrides` are keyword options of its builder (e.g. weights=PATH).
+def build(
+    name: str,
+    num_classes: int = 19,
+    *,
+    checkpoint: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
+    **overrides,
+) -> nn.Module:
+    """Build a registered model; `overrides` are keyword options of its builder.
 
-    The model carries its metadata as `model.model_info`.
+    Args:
+        checkpoint: a whole-model checkpoint of any supported format (ours, the SFNet authors', detectron2's;
+            see models.checkpoints), loaded all or nothing. Its format may imply builder options (a
+            detectron2 checkpoint builds detectron2's ResNet), unless `overrides` set them.
+        backbone_weights: an ImageNet checkpoint of the backbone (see models.backbones.weights).
+
+    The model carries its metadata as `model.model_info` and, with a checkpoint, what the load did as
+    `model.checkpoint_report`. Bad files raise ValueError subclasses with one-line messages.
     """
     info = get_info(name)
     builder = _REGISTRY[name][1]
-    accepted = [
-        parameter.name
-        for parameter in inspect.signature(builder).parameters.values()
-        if parameter.kind is parameter.KEYWORD_ONLY
-    ]
-    unknown = sorted(set(overrides) - set(accepted))
-    if unknown:
+    accepted = builder_options(name)
+    unknown = sorted(set(overrides) - accepted - {"backbone_weights"})
+    if unknown or (backbone_weights is not None and "backbone_weights" not in accepted):
+        unknown = unknown or ["backbone_weights"]
         raise ValueError(
             f"{', '.join(unknown)}: not an option of model {name!r} (options: {', '.join(sorted(accepted))})"
         )
+    if backbone_weights is not None:
+        overrides["backbone_weights"] = backbone_weights
+    loaded = read_checkpoint(checkpoint) if checkpoint is not None else None
+    if loaded is not None:
+        overrides = {**builder_defaults(loaded, accepted), **overrides}
     model = builder(num_classes=num_classes, **overrides)
     model.model_info = info
+    if loaded is not None:
+        model.checkpoint_report = load_checkpoint(model, loaded)
     logger.debug("built %s with %d classes and overrides %s", name, num_classes, overrides)
     return model
 

@@ -3,7 +3,8 @@
 Interface (every segmentation model in the zoo):
 - input: float RGB images in [0, 1], shape (B, 3, H, W), any H and W; the model normalises them with
   the ImageNet mean / std (torchvision's backbones' convention) and zero-pads them at the bottom / right
-  to a multiple of 32 (what detectron2's ImageList does with size_divisibility 32);
+  to a multiple of `size_divisibility` (32, what detectron2's ImageList does with size_divisibility 32;
+  1, no padding, for models that need none, such as SFNet);
 - `model(images)` returns logits (B, num_classes, H, W) at the input resolution, always by the
   inference path (PointRend subdivision included), whatever the train / eval mode;
 - `model.loss(images, targets)` returns a dict of scalar losses by the training path; targets are
@@ -22,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from alignbench.models.backbones.resnet import ResNetBackbone
+from alignbench.models.detectron2 import PIXEL_MEAN_BGR, PIXEL_STD, from_detectron2_semantic
 from alignbench.models.heads.pointrend import PointRendSemanticHead
-from alignbench.models.heads.prediction import ConvPredictionHead
 from alignbench.models.heads.semantic_fpn import SemanticFPNHead
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,15 @@ class SegmentationModel(nn.Module):
         self.ignore_index = ignore_index
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.input_scale = 1.0  # images are multiplied by it before the mean is subtracted
+        self.input_bgr = False  # reverse the channels (RGB -> BGR) first
+
+    def use_detectron2_input(self) -> None:
+        """Normalise as detectron2's MSRA models expect: BGR in 0..255 minus PIXEL_MEAN, PIXEL_STD 1
+        (models.detectron2). Callers still pass RGB images in [0, 1]."""
+        self.pixel_mean = torch.tensor(PIXEL_MEAN_BGR, device=self.pixel_mean.device).view(1, 3, 1, 1)
+        self.pixel_std = torch.tensor(PIXEL_STD, device=self.pixel_std.device).view(1, 3, 1, 1)
+        self.input_scale, self.input_bgr = 255.0, True
 
     def predict_padded(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -69,9 +79,13 @@ class SegmentationModel(nn.Module):
         return (-height) % d, (-width) % d
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalise with the ImageNet statistics and zero-pad to a multiple of `size_divisibility`."""
+        """Normalise (ImageNet statistics, or detectron2's convention after `use_detectron2_input`) and
+        zero-pad to a multiple of `size_divisibility`."""
         self._check_images(images)
-        x = (images - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
+        x = images.flip(1) if self.input_bgr else images
+        if self.input_scale != 1.0:
+            x = x * self.input_scale
+        x = (x - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
         pad_h, pad_w = self._padding(*images.shape[-2:])
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
@@ -99,7 +113,12 @@ class SegmentationModel(nn.Module):
 
 
 class PyramidSegmenter(SegmentationModel):
-    """backbone (-> c2..c5) + neck (-> p-levels) + head (-> logits / losses)."""
+    """backbone (-> c2..c5) + neck (-> p-levels) + head (-> logits / losses).
+
+    Loads detectron2 SemanticSegmentor checkpoints (FaPN's PointRend releases, models.detectron2) besides ours.
+    """
+
+    checkpoint_converters = {"detectron2": from_detectron2_semantic}
 
     def __init__(
         self, backbone: nn.Module, neck: nn.Module, head: nn.Module, num_classes: int, *, ignore_index: int = 255
@@ -129,7 +148,8 @@ def build_pyramid_segmenter(
     neck_channels: int = 256,
     head: str = "pointrend",
     head_channels: int = 128,
-    weights: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
+    backbone_style: str | None = None,
     frozen_bn: bool | None = None,
     freeze_stem: bool = False,
     train_num_points: int = 2048,
@@ -144,13 +164,17 @@ def build_pyramid_segmenter(
     """ResNet + `neck` + PointRend (default) or Semantic-FPN head, the FaPN Table 1 / 4 setting.
 
     Defaults are the Cityscapes PointRend semantic config facts (models.heads.pointrend); the backbone's
-    BatchNorm is frozen when `weights` are given (see models.backbones.resnet); `neck_channels` and
+    BatchNorm is frozen when `backbone_weights` are given (see models.backbones.resnet);
+    `backbone_style="detectron2"` builds detectron2's MSRA ResNet and its input convention (FaPN's released
+    checkpoints; chosen automatically for detectron2 files and `.pkl` backbone weights); `neck_channels` and
     `head_channels` may be lowered for quick experiments (neck_channels a multiple of the 8 deformable
     groups, head_channels a multiple of 32 for GroupNorm(32)).
     """
     if head not in SEMANTIC_HEADS:
         raise ValueError(f"head: expected one of {SEMANTIC_HEADS}, got {head!r}")
-    backbone = ResNetBackbone(depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=weights)
+    backbone = ResNetBackbone(
+        depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=backbone_weights, style=backbone_style
+    )
     pyramid = neck(backbone.out_channels, neck_channels, **dict(neck_options or {}))
     if head == "pointrend":
         head_module: nn.Module = PointRendSemanticHead(
@@ -169,27 +193,7 @@ def build_pyramid_segmenter(
         )
     else:
         head_module = SemanticFPNHead(pyramid.out_channels, pyramid.strides, num_classes, channels=head_channels)
-    return PyramidSegmenter(backbone, pyramid, head_module, num_classes)
-
-
-def build_realtime_segmenter(
-    num_classes: int,
-    *,
-    depth: int,
-    neck: Callable[..., nn.Module],
-    neck_options: Mapping | None = None,
-    neck_channels: int = 128,
-    head_channels: int = 128,
-    weights: str | Path | None = None,
-    frozen_bn: bool | None = None,
-    freeze_stem: bool = False,
-) -> PyramidSegmenter:
-    """ResNet-18/34 + real-time neck + prediction layer on P3 (FaPN supplementary section 2).
-
-    The backbone's BatchNorm follows models.backbones.resnet (frozen when `weights` are given, as FaPN
-    states for all experiments of the main paper, appendix A, which includes the real-time Table 8).
-    """
-    backbone = ResNetBackbone(depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=weights)
-    pyramid = neck(backbone.out_channels, neck_channels, **dict(neck_options or {}))
-    head = ConvPredictionHead(pyramid.out_channels, num_classes, channels=head_channels, in_feature="p3")
-    return PyramidSegmenter(backbone, pyramid, head, num_classes)
+    model = PyramidSegmenter(backbone, pyramid, head_module, num_classes)
+    if backbone.style == "detectron2":
+        model.use_detectron2_input()
+    return model

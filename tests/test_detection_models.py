@@ -12,7 +12,8 @@ from torch import nn
 from alignbench import models
 from alignbench.bench.cli import main
 from alignbench.models.detection import PanopticFPN, RCNNDetector, build_detector
-from alignbench.models.necks import FPN, FaPN
+from alignbench.models.fapn import FaPN
+from alignbench.models.fpn import FPN
 from alignbench.models.registry import count_parameters
 
 NAMES = {
@@ -48,7 +49,7 @@ def test_registered_with_paper_metadata():
 
 def test_bare_bfp_is_the_lateral_convs_of_the_fpt_neck():
     """FPT Table 1's baseline: no transformer, so each output is the 1x1 lateral of its backbone map."""
-    from alignbench.models.necks.fpt import FPT
+    from alignbench.models.fpt.transformer import FPT
 
     torch.manual_seed(0)
     neck = FPT(R50_CHANNELS, 32, transformers=(), top_block=True)

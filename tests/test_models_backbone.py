@@ -105,6 +105,6 @@ def test_weights_reach_the_full_model_through_build(tmp_path):
     path = tmp_path / "r18.pth"
     reference = torchvision.models.resnet18()
     torch.save(reference.state_dict(), path)
-    model = models.build("rt_fpn_r18", weights=str(path), neck_channels=32, head_channels=32)
+    model = models.build("rt_fpn_r18", backbone_weights=str(path), neck_channels=32, head_channels=32)
     torch.testing.assert_close(model.backbone.conv1.weight, reference.conv1.weight)
     assert isinstance(model.backbone.bn1, FrozenBatchNorm2d)

@@ -8,20 +8,20 @@ from alignbench_test_helpers import assert_few_sgd_steps_lower_the_loss
 
 from alignbench import models
 from alignbench.models.backbones import ResNetBackbone
-from alignbench.models.necks.fpt import (
+from alignbench.models.fpt.transformer import (
     FPT,
     FeaturePyramidTransformer,
     GroundingTransformer,
     RenderingTransformer,
     SelfTransformer,
 )
-from alignbench.models.necks.ufp import UFP, TallConv2d
+from alignbench.models.fpt.ufp import UFP, TallConv2d
 
 FPT_MODELS = [info.name for info in models.list_models(task="semantic") if info.paper == "FPT"]
 
 # Exact counts with 19 classes (frozen backbone BN) and FPT Table 4's numbers. None of the rows can match:
 # the paper's increments make ST / GT (1x1 transforms in the text) several times larger than RT (three 3x3
-# convs in the text); see models/zoo/fpt.py. Pinned so that any layer change shows.
+# convs in the text); see models/fpt/zoo.py. Pinned so that any layer change shows.
 MEASURED = {
     "fpt_ufp_r101": (59_838_931, 71.3),
     "fpt_ufp_st_r101": (65_351_123, 91.2),

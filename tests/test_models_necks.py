@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alignbench.models.necks import FPN, FaPN, FeatureAlignment, FeatureSelection, PostFusionAlignment, RealTimeFaPN
-from alignbench.models.necks.fapn import DeconvUpsample
+from alignbench.models.fapn import DeconvUpsample, FaPN, FeatureAlignment, FeatureSelection, PostFusionAlignment, RealTimeFaPN
+from alignbench.models.fpn import FPN
 
 SMALL = {"c2": 16, "c3": 24, "c4": 40, "c5": 64}
 

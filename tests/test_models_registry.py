@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from alignbench import models
-from alignbench.models.necks import FPN, FaPN
+from alignbench.models.fapn import FaPN
+from alignbench.models.fpn import FPN
 from alignbench.models.registry import count_parameters
 
 EXPECTED_NAMES = {

@@ -8,10 +8,10 @@ from alignbench_test_helpers import assert_few_sgd_steps_lower_the_loss
 from alignbench import models
 from alignbench.models.backbones import DFNetBackbone, ResNetBackbone, ShuffleNetV2Backbone
 from alignbench.models.heads.common import ohem_cross_entropy
-from alignbench.models.necks.sfnet import FlowAlignment
 from alignbench.models.ops import flow_warp
 from alignbench.models.registry import count_parameters
-from alignbench.models.sfnet import build_sfnet
+from alignbench.models.sfnet.decoder import FlowAlignment
+from alignbench.models.sfnet.model import build_sfnet
 
 SFNET_MODELS = [info.name for info in models.list_models(task="semantic") if info.paper == "SFNet"]
 
@@ -20,7 +20,7 @@ SFNET_MODELS = [info.name for info in models.list_models(task="semantic") if inf
 MEASURED = {
     "sfnet_r18": 12_869_715,  # paper 12.87 (Tables 3, 4); DESIGN.md: exactly 12,869,715
     "sfnet_r101": 50_317_267,  # paper 50.32 (Table 4)
-    "sfnet_df1": 8_422_387,  # paper 9.03 (Table 3): -6.7%, see models/zoo/sfnet.py
+    "sfnet_df1": 8_422_387,  # paper 9.03 (Table 3): -6.7%, see models/sfnet/zoo.py
     "sfnet_df2": 17_876_467,  # paper 10.53 (Table 3): +70%, the released DF2 is larger than the paper's
     "sfnet_r18_fcn": 11_917_523,
     "sfnet_r18_fpn": 12_485_075,
@@ -46,7 +46,7 @@ MEASURED = {
     "sfnet_r18_dcn": 13_823_241,
     "sfnet_r18_fam_fusion": 12_925_779,
 }
-# Rows whose paper count we do not reach, with the documented relative difference (models/zoo/sfnet.py).
+# Rows whose paper count we do not reach, with the documented relative difference (models/sfnet/zoo.py).
 MISMATCHED = {"sfnet_df1": -0.067, "sfnet_df2": 0.70}
 
 

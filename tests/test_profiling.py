@@ -51,7 +51,7 @@ def test_convolution_and_matmul_macs_match_pytorch_flop_counter(name):
 def test_attention_macs_match_pytorch_flop_counter(transformer):
     """FPT's attention runs through F.scaled_dot_product_attention (one operator for fvcore, which we
     cost as its two products); FlopCounterMode sees the CPU math path as bmm's, 2 FLOPs per MAC."""
-    from alignbench.models.necks.fpt import GroundingTransformer, SelfTransformer
+    from alignbench.models.fpt.transformer import GroundingTransformer, SelfTransformer
 
     torch.manual_seed(0)
     fine, coarse = torch.rand(1, 32, 6, 10), torch.rand(1, 32, 3, 5)

@@ -26,14 +26,18 @@ BACKBONE.FREEZE_AT 0).
 from __future__ import annotations
 
 import logging
+import pickle
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
+
+from alignbench.models.detectron2 import caffe2_resnet_to_torchvision, detectron2_resnet_to_torchvision
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ _BUILDERS = {
     101: torchvision.models.resnet101,
 }
 RESNET_DEPTHS = tuple(_BUILDERS)
+RESNET_STYLES = ("torchvision", "detectron2")
 
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
 _NAMES = ("c2", "c3", "c4", "c5")
@@ -64,6 +69,13 @@ class ResNetBackbone(nn.Module):
         weights: path of a local torchvision-format state dict to load (None: random initialisation).
         deep_stem: the SFNet deep stem (see the module docstring).
         output_stride: 32, 16 or 8; below 32 the last stages are dilated instead of strided.
+        conv2_dilation: (d3, d4): dilation (and equal padding) of every block's `conv2` in layer3 / layer4,
+            strides unchanged: (2, 4) is the SFNet authors' ResNet "variant D" (SFSegNets
+            network/sfnet_resnet.py, `AlignNetResNet`); (1, 1) is torchvision's ResNet.
+        style: "torchvision" (stride in a bottleneck's 3x3 conv) or "detectron2" (detectron2's MSRA ResNet:
+            stride in the 1x1 conv, RESNETS.STRIDE_IN_1X1, and FrozenBatchNorm, RESNETS.NORM "FrozenBN";
+            the weights expect BGR 0..255 input minus PIXEL_MEAN, see models.detectron2); None:
+            "detectron2" for `.pkl` weights (detectron2's ImageNet files), else "torchvision".
     """
 
     def __init__(
@@ -75,6 +87,8 @@ class ResNetBackbone(nn.Module):
         weights: str | Path | None = None,
         deep_stem: bool = False,
         output_stride: int = 32,
+        conv2_dilation: tuple[int, int] = (1, 1),
+        style: str | None = None,
     ) -> None:
         super().__init__()
         if depth not in _BUILDERS:
@@ -86,13 +100,27 @@ class ResNetBackbone(nn.Module):
             raise ValueError(f"output_stride {output_stride} needs a Bottleneck ResNet (depth 50 or 101), got {depth}")
         self.depth = depth
         self.deep_stem = deep_stem
+        if style is None:
+            style = "detectron2" if weights is not None and Path(weights).suffix == ".pkl" else "torchvision"
+        if style not in RESNET_STYLES:
+            raise ValueError(f"style: expected one of {RESNET_STYLES}, got {style!r}")
+        self.style = style
         if frozen_bn is None:
-            frozen_bn = weights is not None
+            frozen_bn = weights is not None or style == "detectron2"
         self.frozen_bn = frozen_bn
         norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
         net = _BUILDERS[depth](weights=None, norm_layer=norm_layer, replace_stride_with_dilation=dilate[output_stride])
         if deep_stem:
             _make_deep_stem(net, norm_layer)
+        if style == "detectron2" and depth >= 50:
+            for layer in (net.layer2, net.layer3, net.layer4):
+                layer[0].conv1.stride, layer[0].conv2.stride = layer[0].conv2.stride, (1, 1)
+        self.conv2_dilation = tuple(conv2_dilation)
+        for layer, dilation in zip((net.layer3, net.layer4), self.conv2_dilation):
+            if dilation != 1:
+                for block in layer:
+                    # set after construction, as the authors' code does: torchvision's BasicBlock rejects dilation
+                    block.conv2.dilation, block.conv2.padding = (dilation, dilation), (dilation, dilation)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         widths = (64, 128, 256, 512)
@@ -153,22 +181,53 @@ def load_resnet_weights(backbone: ResNetBackbone, path: str | Path) -> None:
     load_backbone_weights(backbone, path, f"ResNet-{backbone.depth}")
 
 
+def read_backbone_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """An ImageNet backbone checkpoint as a state dict in torchvision's names.
+
+    Formats: torchvision and timm ResNets (torchvision's names; `{"state_dict": ...}` and "module." prefixes
+    accepted), the SFNet authors' deep-stem ResNets (SFSegNets network/resnet_d.py names, which ours follow),
+    detectron2 `.pkl` files: the MSRA ImageNet pickles in Caffe2 names and model-zoo pickles in detectron2
+    names (converted by models.detectron2; the classifier is dropped).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneWeightsError(f"weights: no such file {str(path)!r}")
+    try:
+        if path.suffix == ".pkl":
+            with path.open("rb") as handle:
+                state = pickle.load(handle, encoding="latin1")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch / pickle raise many types for corrupt / foreign files
+        raise BackboneWeightsError(f"weights: cannot read {str(path)!r} as a checkpoint ({error})") from None
+    for wrapper in ("model", "blobs", "state_dict"):
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+            break
+    if not isinstance(state, Mapping):
+        raise BackboneWeightsError(f"weights: {str(path)!r} is not a state dict of tensors")
+    state = {
+        key: torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
+        for key, value in state.items()
+        if not str(key).endswith("_momentum")  # Caffe2 optimizer state in Detectron1 pickles
+    }
+    if not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise BackboneWeightsError(f"weights: {str(path)!r} is not a state dict of tensors")
+    if state and all(key.startswith("module.") for key in state):
+        state = {key[len("module."):]: value for key, value in state.items()}
+    if "conv1_w" in state:
+        state, _ = caffe2_resnet_to_torchvision(state)  # only the classifier is dropped
+    elif any(key.startswith(("stem.", "backbone.bottom_up.stem.")) for key in state):
+        state = detectron2_resnet_to_torchvision(state)
+    return state
+
+
 def load_backbone_weights(
     backbone: nn.Module, path: str | Path, description: str, ignored_prefixes: tuple[str, ...] = ("fc.",)
 ) -> None:
     """Load a local state dict into any backbone whose attribute names follow the file's (see
     `load_resnet_weights`; `description` names the architecture in errors, e.g. "ShuffleNetV2 x1.0")."""
-    path = Path(path)
-    if not path.is_file():
-        raise BackboneWeightsError(f"weights: no such file {str(path)!r}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt / foreign files
-        raise BackboneWeightsError(f"weights: cannot read {str(path)!r} as a PyTorch state dict ({error})") from None
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise BackboneWeightsError(f"weights: {str(path)!r} is not a state dict of tensors")
+    state = read_backbone_state(path)
 
     def relevant(key: str) -> bool:
         return not key.startswith(ignored_prefixes) and not key.endswith("num_batches_tracked")

@@ -4,7 +4,7 @@ SFNet Table 1(d) uses ShuffleNetV2 as a light backbone; the paper gives no detai
 has no ShuffleNet model. Interpretation: C2 is the stem after its max-pool (24 channels at x1.0), C3..C5 the
 outputs of stage2..stage4, and by default C5 also goes through the network's final 1x1 conv (`conv5`,
 464 -> 1024 channels), which belongs to the ImageNet feature extractor (only the classifier `fc` is
-dropped). Table 1(d)'s FLOPs support this reading (see models/zoo/sfnet.py).
+dropped). Table 1(d)'s FLOPs support this reading (see models/sfnet/zoo.py).
 
 Attribute names are torchvision's, so a torchvision-format state dict loads as is (its `fc.*` is dropped).
 BatchNorm is ordinary (trainable): SFNet trains every BatchNorm layer (the authors' code uses SyncBN).

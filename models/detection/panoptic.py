@@ -224,7 +224,7 @@ def build_panoptic_fpn(
     overlap_threshold: float = 0.5,
     stuff_area_limit: int = 4096,
     score_threshold: float = 0.5,
-    weights: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
     frozen_bn: bool | None = None,
     freeze_stem: bool = False,
     min_size: int | Sequence[int] = 800,
@@ -237,7 +237,7 @@ def build_panoptic_fpn(
     predicts `num_stuff_classes` + 1 classes (53 + 1 for COCO; 11 + 1 for the Cityscapes-layout data).
     `semantic_channels` must be a multiple of 32 (GroupNorm(32)).
     """
-    backbone = build_pyramid_backbone(depth, neck, neck_options, neck_channels, weights, frozen_bn, freeze_stem)
+    backbone = build_pyramid_backbone(depth, neck, neck_options, neck_channels, backbone_weights, frozen_bn, freeze_stem)
     rcnn = build_rcnn("mask", num_classes, backbone, min_size=min_size, max_size=max_size, rcnn_options=rcnn_options)
     strides = {level: 2 ** int(level[1:]) for level in ROI_LEVELS}
     head = SemanticFPNHead(

@@ -235,16 +235,16 @@ def build_pyramid_backbone(
     neck: Callable[..., nn.Module],
     neck_options: Mapping | None = None,
     neck_channels: int = 256,
-    weights: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
     frozen_bn: bool | None = None,
     freeze_stem: bool = False,
 ) -> PyramidBackbone:
     """ResNet-`depth` + `neck(backbone.out_channels, neck_channels, top_block=True, **neck_options)`.
 
-    The neck class must follow the neck interface (models.necks) and produce p2..p6; `top_block=True` asks
+    The neck class must follow the neck interface (models.fpn.FPN) and produce p2..p6; `top_block=True` asks
     FPN / FaPN for P6 and may be overridden through `neck_options`.
     """
-    body = ResNetBackbone(depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=weights)
+    body = ResNetBackbone(depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=backbone_weights)
     options = {"top_block": True, **dict(neck_options or {})}
     return PyramidBackbone(body, neck(body.out_channels, neck_channels, **options))
 
@@ -288,7 +288,7 @@ def build_detector(
     neck: Callable[..., nn.Module],
     neck_options: Mapping | None = None,
     neck_channels: int = 256,
-    weights: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
     frozen_bn: bool | None = None,
     freeze_stem: bool = False,
     min_size: int | Sequence[int] = 800,
@@ -298,9 +298,9 @@ def build_detector(
     """Faster ("faster") or Mask ("mask") R-CNN with ResNet-`depth` and any neck class producing P2..P6.
 
     `num_classes` counts object categories without the background. The backbone's BatchNorm follows
-    models.backbones.resnet (frozen when `weights` are given). `neck_channels` may be lowered for quick
+    models.backbones.resnet (frozen when `backbone_weights` are given). `neck_channels` may be lowered for quick
     experiments (a multiple of 8 for FaPN's deformable groups).
     """
-    backbone = build_pyramid_backbone(depth, neck, neck_options, neck_channels, weights, frozen_bn, freeze_stem)
+    backbone = build_pyramid_backbone(depth, neck, neck_options, neck_channels, backbone_weights, frozen_bn, freeze_stem)
     rcnn = build_rcnn(kind, num_classes, backbone, min_size=min_size, max_size=max_size, rcnn_options=rcnn_options)
     return RCNNDetector(rcnn, num_classes)

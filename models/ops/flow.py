@@ -1,7 +1,7 @@
 """Flow warping for SFNet's Flow Alignment Module (FAM): sample a coarse map on a flow-shifted fine grid.
 
 Facts from the SFNet authors' code (SFSegNets, network/nn/operators.py, `AlignedModule.flow_warp`), kept
-exactly (see ../shared/DESIGN.md):
+exactly:
 - the base grid has the *output* (fine) size H x W and spans [-1, 1] in both axes (x first, then y, as
   `grid_sample` expects): x_j = -1 + 2 j / (W - 1), y_i = -1 + 2 i / (H - 1);
 - the flow (B, 2, H, W), channel 0 horizontal and channel 1 vertical, is added after dividing by [W, H]:

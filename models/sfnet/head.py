@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from alignbench.models.layers import c2_msra_fill
-from alignbench.models.necks.sfnet import FlowAlignment, upsample_aligned_corners
+from alignbench.models.sfnet.decoder import FlowAlignment, upsample_aligned_corners
 
 FUSIONS = ("bilinear", "fam")
 

@@ -2,9 +2,9 @@
 
 backbone -> `AlignedFPN` (context module + top-down path with FAM) -> `SFNetFusionHead` (all levels at 1/4,
 concatenated, 3x3 conv-BN-ReLU, 1x1 classifier), plus optional training-only deep-supervision heads. See
-models/necks/sfnet.py and models/heads/sfnet.py for the layer facts and their sources.
+models/sfnet/decoder.py and models/sfnet/head.py for the layer facts and their sources.
 
-Facts from the authors' code (SFSegNets network/sfnet_resnet.py, loss.py; ../shared/DESIGN.md):
+Facts from the authors' code (SFSegNets network/sfnet_resnet.py, loss.py):
 - ResNet-18 uses the deep stem and fpn_dim 128 (lateral inputs 64, 128, 256, 512); ResNet-50/101 the deep
   stem and fpn_dim 256. Every BatchNorm is trained (SyncBN), so parameter counts include the backbone's BN
   affine terms: SFNet-R18 with 19 classes and no deep-supervision heads has 12,869,715 parameters
@@ -13,9 +13,16 @@ Facts from the authors' code (SFSegNets network/sfnet_resnet.py, loss.py; ../sha
 - loss: OHEM cross-entropy (threshold 0.7, min_kept 100000, models.heads.common.ohem_cross_entropy) on
   the main output and, with deep supervision, on each auxiliary output with weight 1.
 
-Departure: for the "variant D" ResNets the authors' code also sets dilation 2 / 4 on the 3x3 convs of
-layer3 / layer4 while keeping their strides; the paper describes stride-32 backbones without atrous
-convolutions ("discarding atrous convolutions", section 5), and we follow the paper (no parameter changes).
+- ResNet "variant D" (SFSegNets network/sfnet_resnet.py, `AlignNetResNet` with variant='D', the
+  variant of every released SFNet-ResNet model): every `conv2` of layer3 gets dilation 2 / padding 2 and
+  every `conv2` of layer4 dilation 4 / padding 4, while the strides stay (the output stride is still 32).
+  This is our default (`dilation="code"`); the paper's text describes stride-32 backbones without atrous
+  convolutions ("discarding atrous convolutions", section 5): `dilation="paper"` builds that variant. Both
+  have the same parameters, so a released checkpoint loads into either: only "code" computes what the
+  authors' model computes.
+- no input padding: `AlignNetResNet.forward` (and `AlignNetDFnet.forward`, network/sfnet_dfnet.py) runs the
+  image as it is; every resize in the model is to the size of the map it is merged with (FAM's flow warp,
+  the PPM's upsampling, the fusion), so any input size works, and SFNet sets `size_divisibility = 1`.
 """
 
 from __future__ import annotations
@@ -32,23 +39,29 @@ from alignbench.models.backbones.resnet import ResNetBackbone
 from alignbench.models.backbones.shufflenet import ShuffleNetV2Backbone
 from alignbench.models.heads.common import ohem_cross_entropy
 from alignbench.models.heads.prediction import ConvPredictionHead
-from alignbench.models.heads.sfnet import DeepSupervisionHead, SFNetFusionHead
-from alignbench.models.necks.sfnet import AlignedFPN, upsample_aligned_corners
 from alignbench.models.segmentation import SegmentationModel
+from alignbench.models.sfnet.checkpoint import from_sfsegnets
+from alignbench.models.sfnet.decoder import AlignedFPN, upsample_aligned_corners
+from alignbench.models.sfnet.head import DeepSupervisionHead, SFNetFusionHead
 
 logger = logging.getLogger(__name__)
 
 # backbone name -> default fpn_dim (the authors' code: 128 for ResNet-18, 256 for ResNet-50/101, 64 for DFNet;
-# 64 for ShuffleNetV2 is our reading of SFNet Table 1(d), see models/zoo/sfnet.py)
+# 64 for ShuffleNetV2 is our reading of SFNet Table 1(d), see models/sfnet/zoo.py)
 FPN_DIMS = {"resnet18": 128, "resnet50": 256, "resnet101": 256, "shufflenetv2": 64, "df1": 64, "df2": 64}
 HEADS = ("fusion", "fcn")
+DILATIONS = {"code": (2, 4), "paper": (1, 1)}  # conv2 dilation of layer3 / layer4 (module docstring)
 
 
 class SFNet(SegmentationModel):
     """backbone + (optional) aligned FPN + head, with SFNet's loss and optional deep supervision.
 
     `neck=None` gives the FCN baseline of SFNet Table 1(a) (the head reads the backbone maps directly).
+    Inputs are not padded (module docstring).
     """
+
+    size_divisibility = 1
+    checkpoint_converters = {"sfsegnets": from_sfsegnets}
 
     def __init__(
         self,
@@ -93,13 +106,18 @@ class SFNet(SegmentationModel):
         return losses
 
 
-def build_backbone(name: str, weights: str | Path | None = None) -> nn.Module:
+def build_backbone(name: str, weights: str | Path | None = None, dilation: str = "code") -> nn.Module:
     """SFNet's backbones by name: "resnet18" / "resnet50" / "resnet101" (deep stem), "shufflenetv2", "df1", "df2".
 
-    BatchNorm is always trainable (the authors train every BN layer), also with `weights`.
+    BatchNorm is always trainable (the authors train every BN layer), also with `weights`. `dilation`
+    ("code" or "paper", module docstring) applies to the ResNets only.
     """
+    if dilation not in DILATIONS:
+        raise ValueError(f"dilation: expected one of {tuple(DILATIONS)}, got {dilation!r}")
     if name.startswith("resnet"):
-        return ResNetBackbone(int(name[len("resnet"):]), frozen_bn=False, weights=weights, deep_stem=True)
+        return ResNetBackbone(
+            int(name[len("resnet"):]), frozen_bn=False, weights=weights, deep_stem=True, conv2_dilation=DILATIONS[dilation]
+        )
     if name == "shufflenetv2":
         return ShuffleNetV2Backbone("x1_0", weights=weights)
     if name in ("df1", "df2"):
@@ -121,7 +139,8 @@ def build_sfnet(
     head_channels: int | None = None,
     deep_supervision: bool = False,
     ohem: bool = True,
-    weights: str | Path | None = None,
+    dilation: str = "code",
+    backbone_weights: str | Path | None = None,
 ) -> SFNet:
     """An SFNet-family model (see `AlignedFPN` and `SFNetFusionHead` for the options).
 
@@ -132,11 +151,12 @@ def build_sfnet(
         head_channels: width of the fusion conv (default fpn_dim, as in the code) or of the FCN head (128).
         deep_supervision: add the training-only auxiliary heads (not counted by the papers' parameters).
         ohem: OHEM cross-entropy as the authors train; False for the plain mean.
-        weights: local backbone checkpoint (attribute names of the authors' code / torchvision).
+        dilation: "code" (the released ResNet-D: layer3 / layer4 conv2 dilation 2 / 4) or "paper" (none).
+        backbone_weights: local ImageNet checkpoint of the backbone (see models.backbones.weights).
     """
     if head not in HEADS:
         raise ValueError(f"head: expected one of {HEADS}, got {head!r}")
-    body = build_backbone(backbone, weights)
+    body = build_backbone(backbone, backbone_weights, dilation)
     channels = neck_channels or FPN_DIMS[backbone]
     in_features = tuple(body.out_channels)
     if head == "fcn":

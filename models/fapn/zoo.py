@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from functools import partial
 
-from alignbench.models.necks.fapn import FaPN
-from alignbench.models.necks.fapn_realtime import RealTimeFaPN
-from alignbench.models.necks.fpn import FPN
+from alignbench.models.fapn.neck import FaPN
+from alignbench.models.fapn.realtime import RealTimeFaPN, build_realtime_segmenter
+from alignbench.models.fpn import FPN
 from alignbench.models.registry import ModelInfo, register_model
-from alignbench.models.segmentation import build_pyramid_segmenter, build_realtime_segmenter
+from alignbench.models.segmentation import build_pyramid_segmenter
 
 CITYSCAPES = (1024, 2048)
 

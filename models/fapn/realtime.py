@@ -14,7 +14,7 @@ Table I ablates the components on ResNet-18; the options below give its rows:
     "+ FAM + FSM"           lateral="fsm",  align=True,  fuse="sum"
     "+ FAM + FSM + Concat"  lateral="fsm",  align=True,  fuse="concat"   (the real-time FaPN)
 Rows without FSM use FPN's 1x1 lateral conv (with bias) wherever FSM would be, P5 included; rows without
-FAM merge the plain upsampled map. The FAM is FaPN's (models.necks.fapn.FeatureAlignment) with nearest
+FAM merge the plain upsampled map. The FAM is FaPN's (models.fapn.neck.FeatureAlignment) with nearest
 upsampling. The concatenation's 1x1 conv has a bias and no norm or activation: the text names only
 "a Conv 1x1 layer". There are no per-level 3x3 output convs: the text goes from the merged P3 straight to
 the prediction layer.
@@ -23,13 +23,17 @@ the prediction layer.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from alignbench.models.backbones.resnet import ResNetBackbone
+from alignbench.models.fapn.neck import FeatureAlignment, FeatureSelection
+from alignbench.models.heads.prediction import ConvPredictionHead
 from alignbench.models.layers import c2_xavier_fill, resize_to
-from alignbench.models.necks.fapn import FeatureAlignment, FeatureSelection
+from alignbench.models.segmentation import PyramidSegmenter
 
 
 class RealTimeFaPN(nn.Module):
@@ -103,3 +107,26 @@ class RealTimeFaPN(nn.Module):
                 previous = upsampled + reference
             results[level] = previous
         return OrderedDict((level, results[level]) for level in self.strides)
+
+
+def build_realtime_segmenter(
+    num_classes: int,
+    *,
+    depth: int,
+    neck: Callable[..., nn.Module],
+    neck_options: Mapping | None = None,
+    neck_channels: int = 128,
+    head_channels: int = 128,
+    backbone_weights: str | Path | None = None,
+    frozen_bn: bool | None = None,
+    freeze_stem: bool = False,
+) -> PyramidSegmenter:
+    """ResNet-18/34 + real-time neck + prediction layer on P3 (FaPN supplementary section 2).
+
+    The backbone's BatchNorm follows models.backbones.resnet (frozen when `backbone_weights` are given, as FaPN
+    states for all experiments of the main paper, appendix A, which includes the real-time Table 8).
+    """
+    backbone = ResNetBackbone(depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=backbone_weights)
+    pyramid = neck(backbone.out_channels, neck_channels, **dict(neck_options or {}))
+    head = ConvPredictionHead(pyramid.out_channels, num_classes, channels=head_channels, in_feature="p3")
+    return PyramidSegmenter(backbone, pyramid, head, num_classes)

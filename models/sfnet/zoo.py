@@ -31,7 +31,7 @@ from __future__ import annotations
 from functools import partial
 
 from alignbench.models.registry import ModelInfo, register_model
-from alignbench.models.sfnet import build_sfnet
+from alignbench.models.sfnet.model import build_sfnet
 
 CITYSCAPES = (1024, 2048)
 FLOPS_SIZE = (1024, 1024)
@@ -109,7 +109,7 @@ _sfnet("sfnet_r18_fam_f5", "Table 1(b)", "FPN+PPM, FAM at F5",
 
 # Table 1(c): context modules on the FAM decoder.
 _sfnet("sfnet_r18_nl", "Table 1(c)", "FAM +NL",
-       "FAM decoder with a non-local block as context head (models.heads.context.NonLocalContext)",
+       "FAM decoder with a non-local block as context head (models.sfnet.context.NonLocalContext)",
        gflops=148.0, context="nl")
 _sfnet("sfnet_r18_aspp", "Table 1(c)", "FAM +ASPP",
        "FAM decoder with DeepLabv3 ASPP (rates 6/12/18) as context head", gflops=138.6, context="aspp")

@@ -7,8 +7,8 @@ measured ones. Not registered: Table 5's PointRend mask-head rows (no PointRend 
 Table 6's PanopticFCN rows (a different architecture).
 
 Builder options (models.build overrides): min_size / max_size (torchvision's resize, COCO's 800 / 1333 by
-default), rcnn_options (further torchvision FasterRCNN / MaskRCNN keywords), neck_channels, weights,
-frozen_bn, freeze_stem; panoptic models also num_stuff_classes, semantic_channels, semantic_loss_weight,
+default), rcnn_options (further torchvision FasterRCNN / MaskRCNN keywords), neck_channels,
+backbone_weights, frozen_bn, freeze_stem; panoptic models also num_stuff_classes, semantic_channels, semantic_loss_weight,
 overlap_threshold, stuff_area_limit, score_threshold. `num_classes` counts object (thing) categories
 without the background.
 
@@ -24,9 +24,9 @@ from functools import partial
 
 from alignbench.models.detection.panoptic import build_panoptic_fpn
 from alignbench.models.detection.rcnn import build_detector
-from alignbench.models.necks.fapn import FaPN
-from alignbench.models.necks.fpn import FPN
-from alignbench.models.necks.fpt import FPT
+from alignbench.models.fapn.neck import FaPN
+from alignbench.models.fpn import FPN
+from alignbench.models.fpt.transformer import FPT
 from alignbench.models.registry import ModelInfo, register_model
 
 COCO = (800, 1333)  # torchvision's / detectron2's COCO test size: short side 800, long side at most 1333
@@ -92,7 +92,7 @@ for _depth in (50, 101):
            f"Panoptic FPN with ResNet-{_depth} and FaPN")
 
 # FPT (Zhang et al., ECCV 2020) Tables 1-3: Mask R-CNN on the bottom-up feature pyramid (BFP, the backbone
-# maps after 1x1 laterals, see models.necks.fpt.FPT) with the transformers of each row; global GT (the
+# maps after 1x1 laterals, see models.fpt.transformer.FPT) with the transformers of each row; global GT (the
 # locality-constrained GT is for segmentation only, FPT section 3.3); ST N = 2, GT N = 4. Table 1's rows
 # use SBN and DropBlock (block 5, keep 0.9): its full-FPT row repeats Table 2's "FPT + SBN + DropBlock".
 # Paper params / GFLOPs (Table 1) are Mask R-CNN R50's at an input size the paper does not state.

@@ -1,5 +1,5 @@
 """FPT semantic segmentation models (Zhang et al., ECCV 2020, section 3.5 and Table 4): dilated ResNet-101
--> UFP (models/necks/ufp.py) -> optional FPT block (models/necks/fpt.py, with LGT) -> segmentation head.
+-> UFP (models/fpt/ufp.py) -> optional FPT block (models/fpt/transformer.py, with LGT) -> segmentation head.
 
 Facts from the paper: dilated ResNet-101 backbone (output stride 8) pre-trained and then fixed ("fixing the
 parameters of backbone"): its BatchNorm is frozen when weights are given, as in models.backbones.resnet,
@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from alignbench.models.backbones.resnet import ResNetBackbone
+from alignbench.models.fpt.transformer import FeaturePyramidTransformer
+from alignbench.models.fpt.ufp import UFP
 from alignbench.models.heads.common import upsampled_cross_entropy
 from alignbench.models.layers import c2_msra_fill
-from alignbench.models.necks.fpt import FeaturePyramidTransformer
-from alignbench.models.necks.ufp import UFP
 from alignbench.models.segmentation import SegmentationModel
 
 
@@ -96,12 +96,12 @@ def build_ufp_segmenter(
     dropblock_size: int | None = 3,
     neck_channels: int = 256,
     head_channels: int = 256,
-    weights: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
     frozen_bn: bool | None = None,
 ) -> UFPSegmenter:
     """Dilated ResNet + UFP + FPT with `transformers` (a subset of ("st", "gt", "rt"); "gt" is LGT with
     `square_size`, the global GT with None) + concat head. Empty `transformers`: the UFP baseline."""
-    backbone = ResNetBackbone(depth, frozen_bn=frozen_bn, weights=weights, output_stride=8)
+    backbone = ResNetBackbone(depth, frozen_bn=frozen_bn, weights=backbone_weights, output_stride=8)
     pyramid = UFP(
         backbone.out_channels, neck_channels, kernel_sizes=kernel_sizes, arrangement=arrangement,
         in_stride=backbone.strides["c5"],

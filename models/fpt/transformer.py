@@ -57,8 +57,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import drop_block2d
 
+from alignbench.models.fpn import FPN
 from alignbench.models.layers import c2_xavier_fill, max_pool_p6, resize_to
-from alignbench.models.necks.fpn import FPN
 
 TRANSFORMERS = ("st", "gt", "rt")
 OUTSIDE = ("zeros", "mask")

@@ -1,8 +1,7 @@
 """FaPN (Huang et al., ICCV 2021): feature selection (FSM) and feature alignment (FAM) in an FPN-style neck,
 plus the ablation variants of FaPN Table 1.
 
-Facts used (FaPN paper sections 3.1-3.2 and the authors' detectron2/modeling/backbone/fan.py, see
-../shared/DESIGN.md):
+Facts used (FaPN paper sections 3.1-3.2 and the authors' detectron2/modeling/backbone/fan.py):
 - FSM: u = sigmoid(conv1x1_{C->C, no bias}(global average pool(x))); output = conv1x1_{C->out, no bias}(x + u * x).
   No norm, no activation.
 - FAM: the coarse map is upsampled bilinearly (align_corners=False) to the fine size (P_i^u); the offset

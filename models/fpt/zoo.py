@@ -2,10 +2,10 @@
 
 Every row: dilated ResNet-101 (output stride 8) -> UFP (cascaded GCN, kernels 1, 7, 15, 31, 256 channels)
 -> FPT block with the row's transformers (ST N=2, LGT N=4 with square_size 5, RT; all pairs of levels;
-BatchNorm after its 3x3 convs; DropBlock 3 / 0.9) -> concat head; see models/fpt.py, models/necks/ufp.py and
-models/necks/fpt.py for every interpretation. The full model (UFP+LGT+ST+RT) is also Table 5's "UFP+FPT".
-The detection neck `models.necks.fpt.FPT` is not registered here (detection models live in
-models/zoo/detection.py).
+BatchNorm after its 3x3 convs; DropBlock 3 / 0.9) -> concat head; see models/fpt/model.py, models/fpt/ufp.py and
+models/fpt/transformer.py for every interpretation. The full model (UFP+LGT+ST+RT) is also Table 5's "UFP+FPT".
+FPT's Mask R-CNN rows (Tables 1-3, the detection neck `models.fpt.transformer.FPT`) are registered with
+the other detection models in models/detection/zoo.py.
 
 The paper's parameter counts cannot be reproduced from its text, and we do not fit layers to them
 (measured with 19 classes, frozen backbone BN, `alignbench models --params`):
@@ -24,7 +24,7 @@ Why: the paper's increments (+19.9M for ST, +31.5M for LGT, +6.1M for RT over UF
 +5.2M in the detection Table 1) make ST and GT, which the text builds from 1x1 query / key / value
 transforms (0.2M each at 256 channels), several times larger than RT, which the text builds from three
 3x3 convs (1.8M each). No reading of section 3 gives that ordering. UFP itself is not specified beyond its
-kernel sizes (models/necks/ufp.py explains the cascade reading, the closest of the two natural ones).
+kernel sizes (models/fpt/ufp.py explains the cascade reading, the closest of the two natural ones).
 GFLOPs are recorded as printed; the paper does not state their input size: we assume the 969 x 969
 Cityscapes training crop (`flops_input_size`), at which our UFP is about 900 GMACs against 916.1.
 """
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from alignbench.models.fpt import build_ufp_segmenter
+from alignbench.models.fpt.model import build_ufp_segmenter
 from alignbench.models.registry import ModelInfo, register_model
 
 CITYSCAPES = (1024, 2048)

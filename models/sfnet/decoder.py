@@ -1,7 +1,7 @@
 """SFNet (Li et al., ECCV 2020): the Flow Alignment Module (FAM) and the aligned FPN decoder.
 
 Facts from the SFNet authors' code (SFSegNets network/nn/operators.py `AlignedModule` and
-network/sfnet_resnet.py `UperNetAlignHead`; see ../shared/DESIGN.md), kept exactly:
+network/sfnet_resnet.py `UperNetAlignHead`), kept exactly:
 - FAM: two 1x1 convs (C -> C/2, no bias) reduce the fine map and the coarse map; the reduced coarse map is
   upsampled bilinearly (align_corners=True) to the fine size; a k x k conv (k = 3, no bias) on
   concat(reduced coarse, reduced fine) predicts a 2-channel flow; the ORIGINAL coarse map is warped at
@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from alignbench.models.capture import AlignmentModule
-from alignbench.models.heads.context import build_context
 from alignbench.models.ops.deform import ModulatedDeformConv2d
 from alignbench.models.ops.flow import flow_warp
+from alignbench.models.sfnet.context import build_context
 
 ALIGNMENTS = ("fam", "dcn", "none")
 
@@ -127,7 +127,7 @@ class AlignedFPN(nn.Module):
         out_channels: fpn_dim (128 with ResNet-18, 256 with ResNet-50/101).
         in_features: backbone maps to use, finest first (the last one gets the context module).
         context: "ppm" (SFNet), "nl", "aspp", "denseaspp" or "none" (a plain lateral), see
-            models.heads.context.
+            models.sfnet.context.
         align: "fam" (SFNet), "dcn" (Table 2(d)) or "none" (FPN: bilinear upsampling).
         align_levels: the produced levels that use `align` (default: all but the top, e.g. p2, p3, p4).
         flow_kernel_size: k of FAM's flow conv.

@@ -4,6 +4,12 @@ Layer facts follow detectron2's FPN with its default MODEL.FPN.NORM = "" (no nor
 c2_xavier_fill init), which the FaPN authors' Cityscapes configs build on (configs/Base-RCNN-FAN.yaml:
 256 channels, inputs res2..res5). With R50 and the PointRend semantic head this gives 28.6M parameters,
 FaPN Table 1 row "FPN / R50".
+
+The neck interface every neck of the zoo follows (FPN, FaPN, FPT's detection neck, so that detection heads
+can use any of them): `neck(features)` maps backbone features {"c2".."c5"} to {"p2".."p5"(, "p6")}; the
+constructor takes `in_channels` (the backbone's `out_channels` dict); the neck exposes `out_channels` (int)
+and `strides` ({"p2": 4, ...}) and holds no head logic. (SFNet's `AlignedFPN` and FPT's `UFP` are
+segmentation-only pyramids.)
 """
 
 from __future__ import annotations
