@@ -71,10 +71,13 @@ def boundary_mask(
 
 
 def _differs_from_neighbours(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """255 where the 3x3 max of `low` or the 3x3 min of `high` differs from the pixel (uint8 0/255)."""
-    above = cv2.compare(cv2.dilate(low, _SQUARE_3X3), low, cv2.CMP_NE)
-    below = cv2.compare(cv2.erode(high, _SQUARE_3X3), high, cv2.CMP_NE)
-    return cv2.bitwise_or(above, below)
+    """255 where an evaluated pixel has an evaluated 8-neighbour of another value (uint8 0/255; only
+    meaningful at evaluated pixels, where `low` and `high` both hold the pixel's value).
+
+    At such a pixel the 3x3 max of `low` is >= its value and the 3x3 min of `high` is <= it, so both
+    equal it, i.e. they equal each other, exactly when no evaluated neighbour differs.
+    """
+    return cv2.compare(cv2.dilate(low, _SQUARE_3X3), cv2.erode(high, _SQUARE_3X3), cv2.CMP_NE)
 
 
 def disk(radius: int) -> np.ndarray:

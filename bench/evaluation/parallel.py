@@ -30,9 +30,7 @@ def accumulate(
     """`add(accumulator, item)` for every item into one `new_accumulator()`, merged with `.merge` across
     `workers` processes when there are several (both callables must then be picklable: module-level
     functions or partials of them)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(items), desc="evaluating", unit="img", disable=not progress)
+    bar = _progress_bar(len(items), progress)
     accumulator = new_accumulator()
     if workers == 1 or len(items) < 2:
         for item in items:
@@ -57,6 +55,23 @@ def accumulate(
         finally:
             bar.close()
     return accumulator
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, progress: bool):
+    """A tqdm bar, imported only when shown (importing tqdm is a tenth of the command's start-up)."""
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="evaluating", unit="img")
 
 
 def _init_worker() -> None:
