@@ -274,9 +274,10 @@ class PanopticAccumulator:
                 )
             ids[position], category[position] = segment_id, index
             crowd[position] = bool(segment.get("iscrowd", 0))
-        if n and len(np.unique(ids)) != n:
-            values, counts = np.unique(ids, return_counts=True)
-            duplicate = int(values[counts > 1][0])
+        ordered = np.sort(ids)
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+        if repeated.size:
+            duplicate = int(repeated[0])
             raise InvalidPanopticError(which, "segments", f"segment id {duplicate} is listed twice", duplicate)
         return _Segments(ids, category, crowd)
 

@@ -405,7 +405,7 @@ class SemanticAccumulator:
             return sums
         rows = np.concatenate(self._instance_rows)
         class_ids = rows[:, 0].astype(np.int64)
-        for label_id in np.unique(class_ids):
+        for label_id in np.flatnonzero(np.bincount(class_ids)):
             mine = rows[class_ids == label_id]
             sums["class"][int(label_id)] = (math.fsum(mine[:, 1]), math.fsum(mine[:, 2]))
         categories = np.array([spec.category_of[i] for i in class_ids])

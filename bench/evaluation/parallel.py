@@ -6,9 +6,7 @@ accumulator one by one here, or in small chunks by `workers` processes whose acc
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -38,10 +36,13 @@ def accumulate(
             bar.update()
         bar.close()
         return accumulator
-    # Small chunks keep the progress bar moving and balance the load; a few per worker is enough.
-    chunk_size = max(1, min(16, len(items) // (workers * 4) or 1))
+    # Small chunks keep the progress bar moving and leave little imbalance at the end (at most a few
+    # images); each chunk costs one pickled accumulator (tens of kB) on the way back.
+    chunk_size = max(1, min(4, len(items) // (workers * 8)))
     chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
     evaluate_chunk = partial(_accumulate_chunk, new_accumulator, add)
+    from concurrent.futures import ProcessPoolExecutor  # here: a one-process run need not import it
+
     with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context(), initializer=_init_worker) as pool:
         futures = [pool.submit(evaluate_chunk, chunk) for chunk in chunks]
         try:
@@ -83,5 +84,7 @@ def _init_worker() -> None:
 
 def _process_context():
     """fork where available (no re-import cost per worker); spawn elsewhere."""
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
