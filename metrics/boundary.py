@@ -233,9 +233,11 @@ def band_levels_torch(boundary: torch.Tensor, bands: Sequence[int]) -> torch.Ten
     import torch
 
     widths = validate_bands(bands)
-    radius = widths[-1]
     height, width = boundary.shape
-    beyond = (radius + 1) ** 2  # larger than every band's squared width
+    # No two pixels are farther apart than the diagonal: a wider radius changes nothing, and capping it
+    # keeps the squared distances in int32 for any width.
+    radius = min(widths[-1], math.ceil(math.hypot(height, width)))
+    beyond = (radius + 1) ** 2  # larger than every squared distance that is looked at
     row_distance = torch.where(boundary, 0, beyond).to(torch.int32)
     for shift in range(1, min(radius, width - 1) + 1):
         # a boundary pixel `shift` columns to the left (right) puts column x at distance `shift`
@@ -249,7 +251,8 @@ def band_levels_torch(boundary: torch.Tensor, bands: Sequence[int]) -> torch.Ten
         offset = shift * shift
         squared[shift:] = torch.minimum(squared[shift:], row_squared[:-shift] + offset)
         squared[:-shift] = torch.minimum(squared[:-shift], row_squared[shift:] + offset)
-    levels = torch.full((height, width), len(widths), dtype=torch.uint8, device=boundary.device)
+    dtype = torch.uint8 if len(widths) < 255 else torch.int32
+    levels = torch.full((height, width), len(widths), dtype=dtype, device=boundary.device)
     for band in reversed(widths):
-        levels[squared <= band * band] -= 1
+        levels[squared <= min(band, radius) ** 2] -= 1
     return levels

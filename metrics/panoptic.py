@@ -273,7 +273,8 @@ class PanopticAccumulator:
                     which, "segments", f"segment id {segment_id} has unknown category id {category_id!r}", int(segment_id)
                 )
             ids[position], category[position] = segment_id, index
-            crowd[position] = bool(segment.get("iscrowd", 0))
+            if which == "ground truth":  # a prediction's iscrowd is never read
+                crowd[position] = _is_crowd(segment, segment_id)
         ordered = np.sort(ids)
         repeated = ordered[1:][ordered[1:] == ordered[:-1]]
         if repeated.size:
@@ -331,6 +332,20 @@ def _mean_scores(scores: Iterable[Mapping[str, float]]) -> dict[str, float]:
     if not kept:
         return {"pq": math.nan, "sq": math.nan, "rq": math.nan, "n": 0}
     return {key: sum(s[key] for s in kept) / len(kept) for key in ("pq", "sq", "rq")} | {"n": len(kept)}
+
+
+def _is_crowd(segment: Mapping[str, Any], segment_id: int) -> bool:
+    """A ground-truth segment's iscrowd: 0 or 1, missing meaning 0.
+
+    cityscapesscripts' port of panopticapi tests `iscrowd == 1`, so a 2 would be an ordinary segment there
+    while pycocotools would treat it as crowd; such values (and strings) are refused rather than guessed.
+    """
+    value = segment.get("iscrowd", 0)
+    if value not in (0, 1) or not isinstance(value, (int, np.integer)):
+        raise InvalidPanopticError(
+            "ground truth", "segments", f"segment id {segment_id} has iscrowd {value!r}, expected 0 or 1", int(segment_id)
+        )
+    return bool(value)
 
 
 def _is_int(value: Any) -> bool:

@@ -417,12 +417,13 @@ class SemanticAccumulator:
 
 
 def _joint_histogram(gt: np.ndarray, pred: np.ndarray, levels: np.ndarray, n: int, n_levels: int) -> np.ndarray:
-    """int64 counts [gt id, predicted id, band level] of three uint8 maps.
+    """int64 counts [gt id, predicted id, band level] of two uint8 maps and a uint8 / uint16 level map.
 
     OpenCV's calcHist makes one pass and is about twice as fast as np.bincount on paired indices; it
-    counts in float32, exact below 2**24 pixels per image, so larger images take the bincount path.
+    counts in float32, exact below 2**24 pixels per image, and takes images of one depth only, so larger
+    images and uint16 levels (more than 254 bands) take the bincount path.
     """
-    if gt.size < 2**24:
+    if gt.size < 2**24 and levels.dtype == np.uint8:
         counts = cv2.calcHist([gt, pred, levels], [0, 1, 2], None, [n, n, n_levels], [0, n, 0, n, 0, n_levels])
         return np.rint(counts).astype(np.int64)
     index = (levels.astype(np.int64) * n + gt) * n + pred
