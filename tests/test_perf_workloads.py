@@ -15,6 +15,7 @@ from alignbench.bench.perf import WORKLOADS, reworked_panoptic_prediction, seman
 FIGURES = (
     "floor_s", "reference_s", "command_one_process_s", "command_workers_s", "in_process_one_s", "in_process_workers_s",
     "ratio_one_process", "ratio_workers", "ratio_in_process_one", "ratio_in_process_workers",
+    "command_one_process_cpu_s", "reference_cpu_s", "ratio_one_process_cpu",
 )
 
 
