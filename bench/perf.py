@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import resource
 import subprocess
 import sys
@@ -140,6 +141,8 @@ class EvaluatorBenchmark:
     max_abs_difference: float
     command_one_process_cpu_s: float = math.nan  # CPU time: independent of other load on the machine
     reference_cpu_s: float = math.nan
+    stages_s: dict = field(default_factory=dict)  # where our one-process time goes, stage by stage
+    accumulator_bytes: int = 0  # one pickled accumulator: what a worker sends back per chunk
     targets: tuple[float, float] = field(default=(1.0, 0.6))
 
     def _ratio(self, seconds: float | None) -> float | None:
@@ -213,6 +216,13 @@ class EvaluatorBenchmark:
         if self.in_process_workers_s is not None:
             lines.append(
                 f"  (a') in process, {self.workers} workers: {self.in_process_workers_s:8.2f} s   ratio {self.ratio_in_process_workers:.3f}"
+            )
+        if self.stages_s:
+            stages = ", ".join(f"{name} {seconds * per_image:.1f}" for name, seconds in self.stages_s.items())
+            lines.append(f"  profile, ms/image (1 process, 1 thread): {stages}")
+            lines.append(
+                f"  start-up and listing: {self.command_one_process_s - self.in_process_one_s:.2f} s (command minus in-process); "
+                f"a worker returns {self.accumulator_bytes / 1024:.0f} kB per chunk"
             )
         lines.append(
             f"  CPU time (not affected by other load): the --workers 1 command {self.command_one_process_cpu_s:.2f} s, "
@@ -309,6 +319,7 @@ def semantic_benchmark(
         config = SemanticEvalConfig()
         with _OneOpenCVThread():
             floor = _time(lambda: _floor(pairs))
+            stages = semantic_stage_times(pairs)
             in_process = {}
             in_one = _time(lambda: in_process.setdefault(1, evaluate_pairs(pairs, config, workers=1).compute().to_json()))
             in_many = (
@@ -322,6 +333,7 @@ def semantic_benchmark(
         reference_time, reference_cpu = _time_with_cpu(
             lambda: expected.update(reference.evaluateImgLists(predictions, ground_truths, reference.args))
         )
+        accumulator_bytes = len(pickle.dumps(evaluate_pairs(pairs[:1], config, workers=1)))
     runs = [ours_json, *in_process.values()] + ([many_json] if many_json is not None else [])
     return EvaluatorBenchmark(
         evaluator="semantic",
@@ -341,8 +353,37 @@ def semantic_benchmark(
         max_abs_difference=max(semantic_difference(run, expected) for run in runs),
         command_one_process_cpu_s=command_one_cpu,
         reference_cpu_s=reference_cpu,
+        stages_s=stages,
+        accumulator_bytes=accumulator_bytes,
         targets=SEMANTIC_TARGETS,
     )
+
+
+def semantic_stage_times(pairs) -> dict[str, float]:
+    """Seconds per stage of our semantic evaluation over all pairs (4 bands, instances), one thread."""
+    from alignbench.metrics import boundary as bands
+    from alignbench.metrics.semantic import SemanticAccumulator, _joint_histogram
+
+    accumulator = SemanticAccumulator()
+    totals = dict.fromkeys(("decode 3 PNGs", "boundary", "bands", "confusion histogram", "instances"), 0.0)
+    for pair in pairs:
+        start = time.perf_counter()
+        prediction, label_ids, instance_ids = read_png(pair.prediction), read_png(pair.frame.label_ids), read_png(pair.frame.instance_ids)
+        marks = time.perf_counter()
+        boundary = bands.boundary_mask(label_ids, CITYSCAPES.evaluated)
+        marks_bands = time.perf_counter()
+        levels = bands.band_levels(boundary, accumulator.bands)
+        marks_histogram = time.perf_counter()
+        _joint_histogram(label_ids, prediction, levels, CITYSCAPES.num_ids, len(accumulator.bands) + 1)
+        marks_instances = time.perf_counter()
+        accumulator._add_instances_numpy(prediction, instance_ids)
+        end = time.perf_counter()
+        totals["decode 3 PNGs"] += marks - start
+        totals["boundary"] += marks_bands - marks
+        totals["bands"] += marks_histogram - marks_bands
+        totals["confusion histogram"] += marks_instances - marks_histogram
+        totals["instances"] += end - marks_instances
+    return totals
 
 
 def _floor(pairs) -> None:
@@ -509,7 +550,7 @@ def panoptic_benchmark(
     root: Path | None = None,
 ) -> EvaluatorBenchmark:
     """Time one workload as described in the module docstring; n / size / density override the workload's."""
-    from alignbench.bench.evaluation.panoptic import evaluate_panoptic_files, load_panoptic_inputs
+    from alignbench.bench.evaluation.panoptic import evaluate_panoptic_files, evaluate_panoptic_pairs, load_panoptic_inputs
     from alignbench.bench.reference import cityscapes_panoptic_scores
 
     spec = WORKLOADS[workload]
@@ -528,6 +569,7 @@ def panoptic_benchmark(
         command_many, _, many_json = _run_cli(arguments, workers, Path(scratch) / "many.json") if workers > 1 else (None, None, None)
         with _OneOpenCVThread():
             floor = _time(lambda: _panoptic_floor(inputs.pairs))
+            stages = panoptic_stage_times(inputs)
             in_process = {}
             in_one = _time(lambda: in_process.setdefault(1, evaluate_panoptic_files(*files, workers=1).to_json()))
             in_many = (
@@ -536,6 +578,7 @@ def panoptic_benchmark(
             )
         expected = {}
         reference_time, reference_cpu = _time_with_cpu(lambda: expected.update(cityscapes_panoptic_scores(*files)))
+        accumulator_bytes = len(pickle.dumps(evaluate_panoptic_pairs(inputs.categories, inputs.pairs[:1])))
     runs = [ours_json, *in_process.values()] + ([many_json] if many_json is not None else [])
     return EvaluatorBenchmark(
         evaluator="panoptic",
@@ -555,8 +598,35 @@ def panoptic_benchmark(
         max_abs_difference=max(panoptic_difference(run, expected) for run in runs),
         command_one_process_cpu_s=command_one_cpu,
         reference_cpu_s=reference_cpu,
+        stages_s=stages,
+        accumulator_bytes=accumulator_bytes,
         targets=PANOPTIC_TARGETS,
     )
+
+
+def panoptic_stage_times(inputs) -> dict[str, float]:
+    """Seconds per stage of our panoptic evaluation over all pairs, one thread: decoding both PNGs to id
+    maps, reading segments_info, the joint histogram of runs, and the matching on the list of pairs."""
+    from alignbench.bench.data.coco import read_panoptic_png
+    from alignbench.metrics import panoptic
+
+    accumulator = panoptic.PanopticAccumulator(inputs.categories)
+    totals = dict.fromkeys(("decode 2 PNGs", "segments_info", "joint histogram", "checks and matching"), 0.0)
+    for pair in inputs.pairs:
+        start = time.perf_counter()
+        gt_map, pred_map = read_panoptic_png(pair.gt_png), read_panoptic_png(pair.pred_png)
+        decoded = time.perf_counter()
+        gt, pred = accumulator._segments("ground truth", pair.gt_segments), accumulator._segments("prediction", pair.pred_segments)
+        parsed = time.perf_counter()
+        panoptic._joint_pairs(gt_map, gt.ids, pred_map, pred.ids)
+        counted = time.perf_counter()
+        accumulator.update(pred_map, pair.pred_segments, gt_map, pair.gt_segments)  # all of it, again
+        end = time.perf_counter()
+        totals["decode 2 PNGs"] += decoded - start
+        totals["segments_info"] += parsed - decoded
+        totals["joint histogram"] += counted - parsed
+        totals["checks and matching"] += max(0.0, (end - counted) - (counted - decoded))  # update minus the stages above
+    return totals
 
 
 def _panoptic_floor(pairs) -> None:
