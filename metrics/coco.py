@@ -352,30 +352,33 @@ def _compressed_rle_total(counts: str) -> int | None:
     its decoder (maskApi.c rleDecode) writes past that buffer when the runs add up to more, and reads past
     the string when the last character announces more. The format (maskApi.c rleFrString): each run is
     a little-endian sequence of 5-bit groups in characters offset by 48, bit 0x20 meaning "more
-    follows", bit 0x10 of the last group the sign; from the third run on, the value is a difference to
+    follows", bit 0x10 of the last group the sign; from the fourth run on, the value is a difference to
     the run two before.
     """
-    runs: list[int] = []
-    value = shift = 0
-    for character in counts:
-        code = ord(character) - 48
-        if not 0 <= code < 64:
-            return None
-        value |= (code & 0x1F) << shift
-        shift += 5
-        if code & 0x20:
-            continue
-        if code & 0x10:
-            value -= 1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        if value < 0:
-            return None
-        runs.append(value)
-        value = shift = 0
-    if shift:  # the last run was cut off
+    try:
+        codes = np.frombuffer(counts.encode("ascii"), np.uint8).astype(np.int64) - 48
+    except UnicodeEncodeError:
         return None
-    return sum(runs)
+    if not codes.size:
+        return 0
+    if codes.min() < 0 or codes.max() >= 64 or codes[-1] & 0x20:  # outside the alphabet, or cut off
+        return None
+    last = np.flatnonzero((codes & 0x20) == 0)  # the last character of each run
+    first = np.concatenate(([0], last[:-1] + 1))
+    position = np.arange(codes.size) - np.repeat(first, last - first + 1)  # 5-bit group index in its run
+    if position.max() > 7:  # more than 40 bits: no run of a real mask (pycocotools keeps 32)
+        return None
+    groups = (codes & 0x1F) << (5 * position)
+    values = np.add.reduceat(groups, first)
+    negative = (codes[last] & 0x10) != 0
+    values[negative] -= np.left_shift(1, 5 * (position[last][negative] + 1))
+    # runs 0, 1, 2 are stored as they are; run i >= 3 as a difference to run i - 2
+    runs = values.copy()
+    for parity in (1, 2):
+        runs[parity::2] = np.cumsum(values[parity::2])
+    if (runs < 0).any():
+        return None
+    return int(runs.sum())
 
 
 def _is_int(value: Any) -> bool:

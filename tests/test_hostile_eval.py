@@ -377,3 +377,22 @@ def test_cli_band_widths_above_255_and_hundreds_of_bands(capsys, tmp_path, small
     scores = json.loads(out)
     assert len(scores["boundary_mIoU"]) == 282
     assert all(value == 1.0 for value in scores["boundary_mIoU"].values())  # a perfect prediction, every band
+
+
+def test_compressed_rle_reader_agrees_with_pycocotools():
+    """The run-length check reads every string pycocotools writes as covering exactly the mask."""
+    from pycocotools import mask as mask_utils
+
+    from alignbench.metrics.coco import _compressed_rle_total
+
+    rng = np.random.default_rng(0)
+    for index in range(200):
+        height, width = (int(v) for v in rng.integers(1, 90, 2))
+        mask = (rng.random((height, width)) < rng.random()).astype(np.uint8)
+        if index % 4 == 0:  # long runs: multi-character counts and negative differences
+            mask = np.kron(rng.random((height // 9 + 1, width // 9 + 1)) < 0.5, np.ones((9, 9), np.uint8))[:height, :width]
+        counts = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode("ascii")
+        assert _compressed_rle_total(counts) == height * width, counts
+        assert _compressed_rle_total(counts + "1") != height * width  # one more run
+    assert _compressed_rle_total("") == 0
+    assert _compressed_rle_total("o") is None and _compressed_rle_total("é") is None
