@@ -56,7 +56,7 @@ def boundary_mask(
     label_ids = np.ascontiguousarray(label_ids, dtype=np.uint8)
     mask = _evaluated_mask(label_ids, evaluated)  # 255 where evaluated
     low = cv2.bitwise_and(label_ids, mask)  # the id where evaluated, else 0
-    high = cv2.bitwise_or(label_ids, cv2.bitwise_not(mask))  # the id where evaluated, else 255
+    high = cv2.bitwise_or(label_ids, np.invert(mask))  # the id where evaluated, else 255
     differs = _differs_from_neighbours(low, high)
     if instance_ids is not None:
         instance_map = np.ascontiguousarray(instance_ids, dtype=np.uint16)
@@ -186,6 +186,11 @@ def _plan_passes(widths: Sequence[int]) -> float:
 _DILATION_BUDGET = 1200
 
 
+@functools.lru_cache(maxsize=32)
+def _faster_method(widths: tuple[int, ...]) -> str:
+    return "dilate" if _plan_passes(widths) <= _DILATION_BUDGET else "distance"
+
+
 def band_levels(boundary: np.ndarray, bands: Sequence[int], method: str = "auto") -> np.ndarray:
     """HxW index of the narrowest band containing each pixel, len(bands) for pixels in none.
 
@@ -196,7 +201,7 @@ def band_levels(boundary: np.ndarray, bands: Sequence[int], method: str = "auto"
     widths = validate_bands(bands)
     dtype = np.uint8 if len(widths) < 255 else np.uint16
     if method == "auto":
-        method = "dilate" if _plan_passes(widths) <= _DILATION_BUDGET else "distance"
+        method = _faster_method(widths)
     if method == "dilate":
         marks = np.ascontiguousarray(boundary, dtype=np.uint8)
         levels = np.full(marks.shape, len(widths), dtype)
