@@ -5,7 +5,7 @@ medium < 96^2 < large): AP, AP50, AP75, APs, APm, APl are its first six summary 
 -1 for a score with no ground truth (e.g. APl when nothing is large); that becomes NaN here (null in
 JSON).
 
-faster-coco-eval is NOT offered as a backend. DESIGN.md allows it only if its stats are identical to
+faster-coco-eval is NOT offered as a backend. It would be allowed only if its stats were identical to
 pycocotools' on the tests, and they are not always: tests/test_coco_backends.py shows the same matches,
 recall and precision curves with one floating-point exception (pycocotools divides by
 tp + fp + np.spacing(1), faster-coco-eval by tp + fp, so a curve that starts with a single true positive
@@ -66,7 +66,7 @@ class CocoResult:
         return {name: (math.nan if value < 0 else float(value)) for name, value in zip(METRIC_NAMES, self.stats)}
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON contract of `alignbench eval coco` (DESIGN.md), plus the raw stats."""
+        """The JSON contract of `alignbench eval coco` (README "COCO AP and panoptic quality"), plus the raw stats."""
         return {
             **self.metrics,
             "iou_type": self.iou_type,

@@ -107,7 +107,7 @@ class PanopticResult:
         return self.summary["All"]["pq"]
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON contract of `alignbench eval panoptic` (DESIGN.md); NaN becomes null on writing."""
+        """The JSON contract of `alignbench eval panoptic` (README "COCO AP and panoptic quality"); NaN becomes null."""
         return {
             **{group: dict(values) for group, values in self.summary.items()},
             "per_class": {

@@ -64,7 +64,7 @@ class SemanticResult:
     confusion: np.ndarray = field(repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON contract of `alignbench eval semantic` (DESIGN.md); NaN becomes null on writing."""
+        """The JSON contract of `alignbench eval semantic` (README "Semantic evaluation"); NaN becomes null."""
         return {
             "mIoU": self.miou,
             "iIoU": self.iiou,
