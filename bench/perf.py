@@ -111,6 +111,25 @@ def _run_cli(arguments: list, workers: int, out: Path) -> tuple[float, float, di
     return elapsed, _children_cpu() - cpu, json.loads(out.read_text())
 
 
+@dataclass
+class _Best:
+    """The best (smallest) times seen over repeated, alternating runs."""
+
+    command_one: float
+    command_one_cpu: float
+    command_many: float | None
+    reference: float
+    reference_cpu: float
+
+    def add(self, command_one: tuple[float, float], command_many: float | None, reference: tuple[float, float]) -> None:
+        self.command_one = min(self.command_one, command_one[0])
+        self.command_one_cpu = min(self.command_one_cpu, command_one[1])
+        if command_many is not None:
+            self.command_many = min(self.command_many, command_many)
+        self.reference = min(self.reference, reference[0])
+        self.reference_cpu = min(self.reference_cpu, reference[1])
+
+
 class _OneOpenCVThread:
     def __enter__(self):
         self.threads = cv2.getNumThreads()
@@ -141,9 +160,14 @@ class EvaluatorBenchmark:
     max_abs_difference: float
     command_one_process_cpu_s: float = math.nan  # CPU time: independent of other load on the machine
     reference_cpu_s: float = math.nan
+    repeat: int = 1  # whole commands and reference run this many times, alternating; the best of each is kept
     stages_s: dict = field(default_factory=dict)  # where our one-process time goes, stage by stage
     accumulator_bytes: int = 0  # one pickled accumulator: what a worker sends back per chunk
     targets: tuple[float, float] = field(default=(1.0, 0.6))
+
+    @property
+    def _best_of(self) -> str:
+        return f" (best of {self.repeat})" if self.repeat > 1 else ""
 
     def _ratio(self, seconds: float | None) -> float | None:
         return None if seconds is None else seconds / self.reference_s
@@ -201,13 +225,13 @@ class EvaluatorBenchmark:
             f"{self.evaluator} / {self.workload}: {self.n_images} images {self.size[0]}x{self.size[1]}, {counts} per image "
             f"({self.description})",
             f"  floor: decoding the PNGs, 1 thread: {self.floor_s:8.2f} s ({self.floor_s * per_image:.0f} ms/image)",
-            f"  (b) reference, in process: {self.reference_s:8.2f} s ({self.reference_s * per_image:.0f} ms/image), {reference}",
-            f"  (a) `alignbench eval {self.evaluator}` as a process, --workers 1: {self.command_one_process_s:8.2f} s"
+            f"  (b) reference, in process{self._best_of}: {self.reference_s:8.2f} s ({self.reference_s * per_image:.0f} ms/image), {reference}",
+            f"  (a) `alignbench eval {self.evaluator}` as a process, --workers 1{self._best_of}: {self.command_one_process_s:8.2f} s"
             f"   ratio (a)/(b) {self.ratio_one_process:.3f} (target <= {self.targets[0]})",
         ]
         if self.command_workers_s is not None:
             lines.append(
-                f"  (a) `alignbench eval {self.evaluator}` as a process, --workers {self.workers}: {self.command_workers_s:8.2f} s"
+                f"  (a) `alignbench eval {self.evaluator}` as a process, --workers {self.workers}{self._best_of}: {self.command_workers_s:8.2f} s"
                 f"   ratio (a)/(b) {self.ratio_workers:.3f} (target <= {self.targets[1]})"
             )
         lines.append(
@@ -298,8 +322,10 @@ def semantic_benchmark(
     workers: int = 2,
     density: float | None = None,
     root: Path | None = None,
+    repeat: int = 1,
 ) -> EvaluatorBenchmark:
-    """Time one workload as described in the module docstring; n / size / density override the workload's."""
+    """Time one workload as described in the module docstring; n / size / density override the workload's.
+    With repeat > 1 the whole commands and the reference run again, alternating, and each keeps its best."""
     from alignbench.bench.evaluation.semantic import SemanticEvalConfig, evaluate_pairs, pair_predictions
     from alignbench.bench.reference import cityscapes_semantic_reference
 
@@ -334,6 +360,13 @@ def semantic_benchmark(
             lambda: expected.update(reference.evaluateImgLists(predictions, ground_truths, reference.args))
         )
         accumulator_bytes = len(pickle.dumps(evaluate_pairs(pairs[:1], config, workers=1)))
+        best = _Best(command_one, command_one_cpu, command_many, reference_time, reference_cpu)
+        for _ in range(repeat - 1):
+            best.add(
+                _run_cli(arguments, 1, Path(scratch) / "one.json")[:2],
+                _run_cli(arguments, workers, Path(scratch) / "many.json")[0] if workers > 1 else None,
+                _time_with_cpu(lambda: reference.evaluateImgLists(predictions, ground_truths, reference.args)),
+            )
     runs = [ours_json, *in_process.values()] + ([many_json] if many_json is not None else [])
     return EvaluatorBenchmark(
         evaluator="semantic",
@@ -344,15 +377,16 @@ def semantic_benchmark(
         gt_per_image=instances,
         pred_per_image=None,
         floor_s=floor,
-        command_one_process_s=command_one,
-        command_workers_s=command_many,
+        command_one_process_s=best.command_one,
+        command_workers_s=best.command_many,
         in_process_one_s=in_one,
         in_process_workers_s=in_many,
         workers=workers,
-        reference_s=reference_time,
+        reference_s=best.reference,
         max_abs_difference=max(semantic_difference(run, expected) for run in runs),
-        command_one_process_cpu_s=command_one_cpu,
-        reference_cpu_s=reference_cpu,
+        command_one_process_cpu_s=best.command_one_cpu,
+        reference_cpu_s=best.reference_cpu,
+        repeat=repeat,
         stages_s=stages,
         accumulator_bytes=accumulator_bytes,
         targets=SEMANTIC_TARGETS,
@@ -548,8 +582,10 @@ def panoptic_benchmark(
     workers: int = 2,
     density: float | None = None,
     root: Path | None = None,
+    repeat: int = 1,
 ) -> EvaluatorBenchmark:
-    """Time one workload as described in the module docstring; n / size / density override the workload's."""
+    """Time one workload as described in the module docstring; n / size / density override the workload's.
+    With repeat > 1 the whole commands and the reference run again, alternating, and each keeps its best."""
     from alignbench.bench.evaluation.panoptic import evaluate_panoptic_files, evaluate_panoptic_pairs, load_panoptic_inputs
     from alignbench.bench.reference import cityscapes_panoptic_scores
 
@@ -579,6 +615,13 @@ def panoptic_benchmark(
         expected = {}
         reference_time, reference_cpu = _time_with_cpu(lambda: expected.update(cityscapes_panoptic_scores(*files)))
         accumulator_bytes = len(pickle.dumps(evaluate_panoptic_pairs(inputs.categories, inputs.pairs[:1])))
+        best = _Best(command_one, command_one_cpu, command_many, reference_time, reference_cpu)
+        for _ in range(repeat - 1):
+            best.add(
+                _run_cli(arguments, 1, Path(scratch) / "one.json")[:2],
+                _run_cli(arguments, workers, Path(scratch) / "many.json")[0] if workers > 1 else None,
+                _time_with_cpu(lambda: cityscapes_panoptic_scores(*files)),
+            )
     runs = [ours_json, *in_process.values()] + ([many_json] if many_json is not None else [])
     return EvaluatorBenchmark(
         evaluator="panoptic",
@@ -589,15 +632,16 @@ def panoptic_benchmark(
         gt_per_image=sum(len(p.gt_segments) for p in inputs.pairs) / max(n, 1),
         pred_per_image=sum(len(p.pred_segments) for p in inputs.pairs) / max(n, 1),
         floor_s=floor,
-        command_one_process_s=command_one,
-        command_workers_s=command_many,
+        command_one_process_s=best.command_one,
+        command_workers_s=best.command_many,
         in_process_one_s=in_one,
         in_process_workers_s=in_many,
         workers=workers,
-        reference_s=reference_time,
+        reference_s=best.reference,
         max_abs_difference=max(panoptic_difference(run, expected) for run in runs),
-        command_one_process_cpu_s=command_one_cpu,
-        reference_cpu_s=reference_cpu,
+        command_one_process_cpu_s=best.command_one_cpu,
+        reference_cpu_s=best.reference_cpu,
+        repeat=repeat,
         stages_s=stages,
         accumulator_bytes=accumulator_bytes,
         targets=PANOPTIC_TARGETS,

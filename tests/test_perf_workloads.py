@@ -47,10 +47,11 @@ def test_every_workload_runs_and_agrees_with_the_reference(cli, tmp_path, evalua
 
 def test_one_workload_writes_the_same_json_shape(cli, tmp_path):
     out = tmp_path / "perf.json"
-    result = cli("perf", "semantic", "--workload", "fragments", "--n", "2", "--size", "64x128", "--workers", "1", "--json", out, cwd=REPO_ROOT)
+    result = cli("perf", "semantic", "--workload", "fragments", "--n", "2", "--size", "64x128", "--workers", "1", "--repeat", "2", "--json", out, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     (entry,) = json.loads(out.read_text())["workloads"]
-    assert entry["workload"] == "fragments" and entry["n_images"] == 2
+    assert entry["workload"] == "fragments" and entry["n_images"] == 2 and entry["repeat"] == 2
+    assert "(best of 2)" in result.stdout
     assert entry["command_workers_s"] is None and entry["ratio_workers"] is None
     assert entry["max_abs_difference"] < 1e-9
 

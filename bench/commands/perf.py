@@ -18,6 +18,10 @@ def _add_evaluator_options(parser, default_workers: int = 2) -> None:
     parser.add_argument("--size", type=image_size, help="HxW (default: the workload's)")
     parser.add_argument("--workers", type=positive_int, default=default_workers, help="processes for the second run (default 2)")
     parser.add_argument("--density", type=float, help="things per scene, relative (default: the workload's)")
+    parser.add_argument(
+        "--repeat", type=positive_int, default=1,
+        help="run the whole commands and the reference N times, alternating, and keep each one's best (default 1)",
+    )
     parser.add_argument("--dir", help="write the pairs here instead of a temporary folder (one workload only)")
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON: {'workloads': [...]}")
 
@@ -62,7 +66,7 @@ def run_evaluator(args) -> int:
     for workload in workloads:
         result = benchmark(
             workload, n=args.n, size=args.size, workers=args.workers, density=args.density,
-            root=Path(args.dir) if args.dir else None,
+            root=Path(args.dir) if args.dir else None, repeat=args.repeat,
         )
         print(result.report(), flush=True)
         results.append(result)
