@@ -12,14 +12,17 @@ Definition (ours: FaPN publishes no code for its Table 2, so this is stated here
   over band pixels only (see metrics.semantic).
 
 Three implementations give identical bands (the tests check each against brute force): for numpy
-input, dilation by exact Euclidean disks (fastest for a few narrow bands) or OpenCV's exact distance
+input, chained dilations by exact Euclidean disks (fastest for a few narrow bands) or OpenCV's exact distance
 transform (constant cost, for many or wide bands); for torch tensors (CUDA), a separable exact distance
 truncated at the widest band, written by hand because no torch library computes Euclidean distances.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import cv2
@@ -51,27 +54,58 @@ def boundary_mask(
     the neutral value, so the image edge creates nothing.
     """
     label_ids = np.ascontiguousarray(label_ids, dtype=np.uint8)
-    table = np.zeros(256, np.uint8)
-    table[: len(evaluated)] = evaluated
-    is_evaluated = cv2.LUT(label_ids, table)  # 0 / 1
-    ids = np.arange(256, dtype=np.uint8)
-    low = cv2.LUT(label_ids, np.where(table > 0, ids, 0).astype(np.uint8))
-    high = cv2.LUT(label_ids, np.where(table > 0, ids, 255).astype(np.uint8))
+    mask = _evaluated_mask(label_ids, evaluated)  # 255 where evaluated
+    low = cv2.bitwise_and(label_ids, mask)  # the id where evaluated, else 0
+    high = cv2.bitwise_or(label_ids, np.invert(mask))  # the id where evaluated, else 255
     differs = _differs_from_neighbours(low, high)
     if instance_ids is not None:
         instance_map = np.ascontiguousarray(instance_ids, dtype=np.uint16)
-        evaluated_mask = is_evaluated.view(bool)
+        evaluated_mask = mask > 0
         low = np.where(evaluated_mask, instance_map, 0).astype(np.uint16)
         high = np.where(evaluated_mask, instance_map, np.iinfo(np.uint16).max).astype(np.uint16)
         differs = cv2.bitwise_or(differs, _differs_from_neighbours(low, high))
-    return cv2.bitwise_and(differs, is_evaluated).view(bool)
+    return cv2.bitwise_and(differs, mask) > 0
+
+
+@functools.lru_cache(maxsize=8)
+def _id_ranges(evaluated: tuple[bool, ...]) -> tuple[tuple[int, int], ...]:
+    """Runs of consecutive evaluated ids as (first, last) pairs."""
+    ranges: list[list[int]] = []
+    for label_id, flag in enumerate(evaluated):
+        if flag and ranges and ranges[-1][1] == label_id - 1:
+            ranges[-1][1] = label_id
+        elif flag:
+            ranges.append([label_id, label_id])
+    return tuple((first, last) for first, last in ranges)
+
+
+def _evaluated_mask(label_ids: np.ndarray, evaluated: np.ndarray) -> np.ndarray:
+    """uint8 map, 255 where the id is evaluated, else 0.
+
+    One `cv2.inRange` per run of consecutive evaluated ids (5 for Cityscapes) ORed together: these passes
+    run at memory speed, while `cv2.LUT` (OpenCV 5) is about 20 times slower per pass.
+    """
+    ranges = _id_ranges(tuple(bool(flag) for flag in evaluated[:256]))
+    if not ranges:
+        return np.zeros_like(label_ids)
+    if len(ranges) > 12:  # many scattered ids: one table lookup is cheaper
+        table = np.zeros(256, np.uint8)
+        table[: len(evaluated)] = np.where(evaluated, 255, 0)
+        return cv2.LUT(label_ids, table)
+    mask = cv2.inRange(label_ids, ranges[0][0], ranges[0][1])
+    for first, last in ranges[1:]:
+        cv2.bitwise_or(mask, cv2.inRange(label_ids, first, last), dst=mask)
+    return mask
 
 
 def _differs_from_neighbours(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """255 where the 3x3 max of `low` or the 3x3 min of `high` differs from the pixel (uint8 0/255)."""
-    above = cv2.compare(cv2.dilate(low, _SQUARE_3X3), low, cv2.CMP_NE)
-    below = cv2.compare(cv2.erode(high, _SQUARE_3X3), high, cv2.CMP_NE)
-    return cv2.bitwise_or(above, below)
+    """255 where an evaluated pixel has an evaluated 8-neighbour of another value (uint8 0/255; only
+    meaningful at evaluated pixels, where `low` and `high` both hold the pixel's value).
+
+    At such a pixel the 3x3 max of `low` is >= its value and the 3x3 min of `high` is <= it, so both
+    equal it, i.e. they equal each other, exactly when no evaluated neighbour differs.
+    """
+    return cv2.compare(cv2.dilate(low, _SQUARE_3X3), cv2.erode(high, _SQUARE_3X3), cv2.CMP_NE)
 
 
 def disk(radius: int) -> np.ndarray:
@@ -88,38 +122,111 @@ def distance_to_boundary(boundary: np.ndarray) -> np.ndarray | None:
     return cv2.distanceTransform(free, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
-# Dilating by exact disks costs about width^2 per pixel, one exact distance transform a constant; on
-# 1024x2048 maps they break even near a sum of squared widths of 500 (measured with OpenCV 5, one
-# thread: disks 3/5/8/12 take 14 ms together, the distance transform 32 ms). Both give identical bands.
-_DILATION_BUDGET = 400
+def _disk_points(radius: int) -> float:
+    """Number of offsets in disk(radius), without building it (the cost model below needs only this)."""
+    if radius > 4096:
+        return math.pi * radius * radius
+    dy = np.arange(-radius, radius + 1, dtype=np.int64)
+    return float((2 * np.floor(np.sqrt(radius * radius - dy * dy)) + 1).sum())
+
+
+@dataclass(frozen=True)
+class _Step:
+    """disk(width) = (disk(previous width) + step) | rest: dilate the previous band by `step` and the
+    boundary by `rest`; `from_boundary` means dilating the boundary by `step` = disk(width) directly."""
+
+    step: np.ndarray
+    rest: np.ndarray | None
+    from_boundary: bool
+
+
+@functools.lru_cache(maxsize=32)
+def _dilation_plan(widths: tuple[int, ...]) -> tuple[_Step, ...]:
+    """How to dilate the boundary by disk(w) for each width w (ascending), reusing the previous band.
+
+    The Minkowski sum disk(w_prev) + disk(w - w_prev) lies inside disk(w) (triangle inequality) and
+    misses only a thin rim of it, `rest`. OpenCV's dilation by a non-rectangular kernel costs about one
+    pass over the image per kernel offset, so 3/5/8/12 px take 144 passes this way instead of 748.
+    Chaining inside the image is exact: the image rectangle is convex, so the intermediate point of a
+    decomposition can be clamped into it without lengthening either part.
+    """
+    plan = []
+    previous = None
+    for width in widths:
+        direct = disk(width)
+        if previous is None:
+            plan.append(_Step(direct, None, from_boundary=True))
+        else:
+            step = disk(width - previous)
+            covered = cv2.dilate(np.pad(disk(previous), width - previous), step)
+            rest = direct & (covered ^ 1)
+            if int(step.sum()) + int(rest.sum()) < int(direct.sum()):
+                plan.append(_Step(step, rest if rest.any() else None, from_boundary=False))
+            else:
+                plan.append(_Step(direct, None, from_boundary=True))
+        previous = width
+    return tuple(plan)
+
+
+def _plan_passes(widths: Sequence[int]) -> float:
+    """Kernel offsets the dilation plan visits, estimated without building kernels (widths may be huge)."""
+    passes, previous = 0.0, None
+    for width in widths:
+        if previous is None:
+            passes += _disk_points(width)
+        else:  # a chained step's rest is a thin rim; 2 * width offsets bounds the measured ones
+            passes += min(_disk_points(width), _disk_points(width - previous) + 2 * width)
+        previous = width
+    return passes
+
+
+# One exact distance transform costs about as much as 1500 disk-kernel passes (OpenCV 5, one thread,
+# 1024x2048, timed side by side: the distance transform about 8x the 144-pass plan for 3/5/8/12 px);
+# below the budget the chained dilations are faster. Both give identical bands (tests/test_boundary.py).
+_DILATION_BUDGET = 1200
+
+
+@functools.lru_cache(maxsize=32)
+def _faster_method(widths: tuple[int, ...]) -> str:
+    return "dilate" if _plan_passes(widths) <= _DILATION_BUDGET else "distance"
 
 
 def band_levels(boundary: np.ndarray, bands: Sequence[int], method: str = "auto") -> np.ndarray:
-    """uint8 HxW: index of the narrowest band containing each pixel, len(bands) for pixels in none.
+    """HxW index of the narrowest band containing each pixel, len(bands) for pixels in none.
 
-    A pixel at level j belongs to bands j, j+1, ... (bands are nested). `method` is "dilate" (one
-    dilation by an exact Euclidean disk per band), "distance" (one exact distance transform) or "auto".
+    uint8 for up to 254 bands, uint16 beyond. A pixel at level j belongs to bands j, j+1, ... (bands are
+    nested). `method` is "dilate" (chained dilations by exact Euclidean disks, see `_dilation_plan`),
+    "distance" (one exact distance transform) or "auto" (the faster of the two for these widths).
     """
     widths = validate_bands(bands)
+    dtype = np.uint8 if len(widths) < 255 else np.uint16
     if method == "auto":
-        method = "dilate" if sum(w * w for w in widths) <= _DILATION_BUDGET else "distance"
+        method = _faster_method(widths)
     if method == "dilate":
         marks = np.ascontiguousarray(boundary, dtype=np.uint8)
-        levels = np.full(marks.shape, len(widths), np.uint8)
-        for width in widths:  # nested bands: the level drops by one for every band a pixel is in
-            levels = cv2.subtract(levels, cv2.dilate(marks, disk(width)))
+        levels = np.full(marks.shape, len(widths), dtype)
+        band = marks
+        for step in _dilation_plan(widths):
+            band = cv2.dilate(marks if step.from_boundary else band, step.step)
+            if step.rest is not None:
+                band = cv2.max(band, cv2.dilate(marks, step.rest))
+            # nested bands: the level drops by one for every band a pixel is in
+            levels = cv2.subtract(levels, band.astype(dtype, copy=False))
         return levels
     if method != "distance":
         raise ValueError(f"method must be 'auto', 'dilate' or 'distance', got {method!r}")
     distance = distance_to_boundary(boundary)
     if distance is None:
-        return np.full(boundary.shape, len(widths), np.uint8)
+        return np.full(boundary.shape, len(widths), dtype)
     # With integer widths, d <= w exactly when ceil(d) <= w; the level is the number of widths below
-    # ceil(d). Distances are square roots of integers, far from the next integer in float32.
-    np.minimum(distance, 255, out=distance)
+    # ceil(d). Distances are square roots of integers, far from the next integer in float32. Distances
+    # beyond the widest band are capped just above it, so any width (and any number of bands) is exact.
+    np.minimum(distance, widths[-1] + 1, out=distance)
     np.ceil(distance, out=distance)
-    level_of_ceiling = np.searchsorted(np.asarray(widths), np.arange(256), side="left").astype(np.uint8)
-    return cv2.LUT(distance.astype(np.uint8), level_of_ceiling)
+    if widths[-1] < 255:
+        level_of_ceiling = np.searchsorted(np.asarray(widths), np.arange(256), side="left").astype(np.uint8)
+        return cv2.LUT(distance.astype(np.uint8), level_of_ceiling).astype(dtype, copy=False)
+    return np.searchsorted(np.asarray(widths, np.float64), distance, side="left").astype(dtype)
 
 
 # --- torch path (used for CUDA tensors; also runs on CPU tensors, which the tests use) -----------------
@@ -159,9 +266,11 @@ def band_levels_torch(boundary: torch.Tensor, bands: Sequence[int]) -> torch.Ten
     import torch
 
     widths = validate_bands(bands)
-    radius = widths[-1]
     height, width = boundary.shape
-    beyond = (radius + 1) ** 2  # larger than every band's squared width
+    # No two pixels are farther apart than the diagonal: a wider radius changes nothing, and capping it
+    # keeps the squared distances in int32 for any width.
+    radius = min(widths[-1], math.ceil(math.hypot(height, width)))
+    beyond = (radius + 1) ** 2  # larger than every squared distance that is looked at
     row_distance = torch.where(boundary, 0, beyond).to(torch.int32)
     for shift in range(1, min(radius, width - 1) + 1):
         # a boundary pixel `shift` columns to the left (right) puts column x at distance `shift`
@@ -175,7 +284,8 @@ def band_levels_torch(boundary: torch.Tensor, bands: Sequence[int]) -> torch.Ten
         offset = shift * shift
         squared[shift:] = torch.minimum(squared[shift:], row_squared[:-shift] + offset)
         squared[:-shift] = torch.minimum(squared[:-shift], row_squared[shift:] + offset)
-    levels = torch.full((height, width), len(widths), dtype=torch.uint8, device=boundary.device)
+    dtype = torch.uint8 if len(widths) < 255 else torch.int32
+    levels = torch.full((height, width), len(widths), dtype=dtype, device=boundary.device)
     for band in reversed(widths):
-        levels[squared <= band * band] -= 1
+        levels[squared <= min(band, radius) ** 2] -= 1
     return levels

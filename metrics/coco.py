@@ -5,7 +5,7 @@ medium < 96^2 < large): AP, AP50, AP75, APs, APm, APl are its first six summary 
 -1 for a score with no ground truth (e.g. APl when nothing is large); that becomes NaN here (null in
 JSON).
 
-faster-coco-eval is NOT offered as a backend. DESIGN.md allows it only if its stats are identical to
+faster-coco-eval is NOT offered as a backend. It would be allowed only if its stats were identical to
 pycocotools' on the tests, and they are not always: tests/test_coco_backends.py shows the same matches,
 recall and precision curves with one floating-point exception (pycocotools divides by
 tp + fp + np.spacing(1), faster-coco-eval by tp + fp, so a curve that starts with a single true positive
@@ -66,7 +66,7 @@ class CocoResult:
         return {name: (math.nan if value < 0 else float(value)) for name, value in zip(METRIC_NAMES, self.stats)}
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON contract of `alignbench eval coco` (DESIGN.md), plus the raw stats."""
+        """The JSON contract of `alignbench eval coco` (README "COCO AP and panoptic quality"), plus the raw stats."""
         return {
             **self.metrics,
             "iou_type": self.iou_type,
@@ -174,97 +174,215 @@ def _numpy(values: Any) -> np.ndarray:
 # --- validation ----------------------------------------------------------------------------------------
 
 
-def validate_ground_truth(gt: Mapping[str, Any]) -> None:
-    """Check a COCO instances dict has what COCOeval reads: images (id, height, width), categories (id),
-    annotations (id, image_id, category_id, bbox, area, iscrowd; segmentation is checked by segm)."""
+def validate_ground_truth(gt: Mapping[str, Any], iou_type: str | None = None) -> None:
+    """Check a COCO instances dict has what COCOeval reads, with the types it needs: images (id, positive
+    integer height and width), categories (id), annotations (id, image_id, category_id, a bbox of 4
+    numbers with non-negative width and height, a non-negative area, iscrowd 0 or 1; with iou_type "segm"
+    also a valid segmentation of the image's size).
+
+    Ids must be integers or strings, and the image (category) ids all of one kind: pycocotools keys dicts
+    by them and sorts them. iscrowd other than 0 / 1 is refused: pycocotools is not consistent about it
+    (cocoeval.py `_prepare` treats any true value as crowd, `computeIoU` passes int(iscrowd) on, and a
+    string "0" would be crowd in one place and not in the other), and cityscapesscripts' panoptic port
+    tests `iscrowd == 1`.
+    """
+    which = "ground truth"
     if not isinstance(gt, Mapping):
-        raise InvalidCocoError("ground truth", f"expected a COCO instances object, got {type(gt).__name__}")
+        raise InvalidCocoError(which, f"expected a COCO instances object, got {type(gt).__name__}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(gt.get(key), list):
-            raise InvalidCocoError("ground truth", f"'{key}' is missing or not a list")
-    images = {}
+            raise InvalidCocoError(which, f"'{key}' is missing or not a list")
+    sizes: dict[Any, tuple[int, int]] = {}
     for index, image in enumerate(gt["images"]):
         if not isinstance(image, Mapping) or not all(k in image for k in ("id", "height", "width")):
-            raise InvalidCocoError("ground truth", f"images[{index}] needs 'id', 'height' and 'width'", index=index)
-        if image["id"] in images:
-            raise InvalidCocoError("ground truth", f"image id {image['id']!r} is listed twice", image["id"], index)
-        images[image["id"]] = image
+            raise InvalidCocoError(which, f"images[{index}] needs 'id', 'height' and 'width'", index=index)
+        _check_id(which, f"images[{index}] 'id'", image["id"], index)
+        for key in ("height", "width"):
+            if not _is_int(image[key]) or image[key] <= 0:
+                raise InvalidCocoError(which, f"images[{index}] '{key}' must be a positive integer, got {image[key]!r}", image["id"], index)
+        if image["id"] in sizes:
+            raise InvalidCocoError(which, f"image id {image['id']!r} is listed twice", image["id"], index)
+        sizes[image["id"]] = (image["height"], image["width"])
+    _check_one_kind(which, "image", sizes)
     categories = set()
     for index, category in enumerate(gt["categories"]):
         if not isinstance(category, Mapping) or "id" not in category:
-            raise InvalidCocoError("ground truth", f"categories[{index}] has no 'id'", index=index)
+            raise InvalidCocoError(which, f"categories[{index}] has no 'id'", index=index)
+        _check_id(which, f"categories[{index}] 'id'", category["id"], index)
         categories.add(category["id"])
+    _check_one_kind(which, "category", categories)
     annotation_ids = set()
     for index, annotation in enumerate(gt["annotations"]):
         if not isinstance(annotation, Mapping):
-            raise InvalidCocoError("ground truth", f"annotations[{index}] is not an object", index=index)
-        missing = [k for k in ("id", "image_id", "category_id", "bbox", "area") if k not in annotation]
+            raise InvalidCocoError(which, f"annotations[{index}] is not an object", index=index)
+        missing = [k for k in ("id", "image_id", "category_id", "bbox", "area", "iscrowd") if k not in annotation]
         if missing:
-            raise InvalidCocoError("ground truth", f"annotations[{index}] has no {', '.join(missing)}", annotation.get("image_id"), index)
+            raise InvalidCocoError(which, f"annotations[{index}] has no {', '.join(missing)}", _hashable(annotation.get("image_id")), index)
+        for key in ("id", "image_id", "category_id"):
+            _check_id(which, f"annotations[{index}] '{key}'", annotation[key], index)
+        image_id = annotation["image_id"]
         if annotation["id"] in annotation_ids:
-            raise InvalidCocoError("ground truth", f"annotation id {annotation['id']!r} is listed twice", annotation["image_id"], index)
+            raise InvalidCocoError(which, f"annotation id {annotation['id']!r} is listed twice", image_id, index)
         annotation_ids.add(annotation["id"])
-        if annotation["image_id"] not in images:
+        if image_id not in sizes:
             raise InvalidCocoError(
-                "ground truth", f"annotations[{index}] refers to image id {annotation['image_id']!r}, which is not in 'images'",
-                annotation["image_id"], index,
+                which, f"annotations[{index}] refers to image id {image_id!r}, which is not in 'images'", image_id, index
             )
         if annotation["category_id"] not in categories:
             raise InvalidCocoError(
-                "ground truth", f"annotations[{index}] has unknown category id {annotation['category_id']!r}",
-                annotation["image_id"], index,
+                which, f"annotations[{index}] has unknown category id {annotation['category_id']!r}", image_id, index
             )
-        _check_box("ground truth", annotation, index)
+        _check_box(which, annotation, index)
+        if not _is_number(annotation["area"]) or annotation["area"] < 0:
+            raise InvalidCocoError(which, f"annotations[{index}] 'area' must be a non-negative number, got {annotation['area']!r}", image_id, index)
+        if annotation["iscrowd"] not in (0, 1) or not isinstance(annotation["iscrowd"], (int, np.integer)):
+            raise InvalidCocoError(which, f"annotations[{index}] 'iscrowd' must be 0 or 1, got {annotation['iscrowd']!r}", image_id, index)
+        if iou_type == "segm":
+            if "segmentation" not in annotation:
+                raise InvalidCocoError(which, f"annotations[{index}] has no 'segmentation' (needed for segm)", image_id, index)
+            _check_segmentation(which, f"annotations[{index}]", annotation["segmentation"], sizes[image_id], image_id, index, polygons=True)
 
 
 def validate_detections(gt: Mapping[str, Any], detections: Any, iou_type: str) -> None:
-    """Check a COCO results list against its ground truth: known image and category ids, a score, a box
-    (bbox) or an RLE of the image's size (segm)."""
+    """Check a COCO results list against its (validated) ground truth: known image and category ids, a
+    numeric score, a box of 4 numbers with non-negative width and height (bbox, or when given), a valid
+    RLE mask of the image's size (segm)."""
+    which = "detections"
     if not isinstance(detections, list):
-        raise InvalidCocoError("detections", f"expected a list of detections, got {type(detections).__name__}")
+        raise InvalidCocoError(which, f"expected a list of detections, got {type(detections).__name__}")
     sizes = {image["id"]: (image["height"], image["width"]) for image in gt["images"]}
     categories = {category["id"] for category in gt["categories"]}
     for index, detection in enumerate(detections):
         if not isinstance(detection, Mapping):
-            raise InvalidCocoError("detections", f"detection {index} is not an object", index=index)
+            raise InvalidCocoError(which, f"detection {index} is not an object", index=index)
         missing = [k for k in ("image_id", "category_id", "score") if k not in detection]
         if missing:
-            raise InvalidCocoError("detections", f"detection {index} has no {', '.join(missing)}", detection.get("image_id"), index)
+            raise InvalidCocoError(which, f"detection {index} has no {', '.join(missing)}", _hashable(detection.get("image_id")), index)
         image_id = detection["image_id"]
+        _check_id(which, f"detection {index} 'image_id'", image_id, index)
+        _check_id(which, f"detection {index} 'category_id'", detection["category_id"], index)
         if image_id not in sizes:
-            raise InvalidCocoError(
-                "detections", f"detection {index} has image id {image_id!r}, which is not in the ground truth", image_id, index
-            )
+            raise InvalidCocoError(which, f"detection {index} has image id {image_id!r}, which is not in the ground truth", image_id, index)
         if detection["category_id"] not in categories:
             raise InvalidCocoError(
-                "detections", f"detection {index} (image id {image_id!r}) has unknown category id {detection['category_id']!r}",
+                which, f"detection {index} (image id {image_id!r}) has unknown category id {detection['category_id']!r}",
                 image_id, index,
             )
         if not _is_number(detection["score"]):
-            raise InvalidCocoError("detections", f"detection {index} (image id {image_id!r}) has a non-numeric score", image_id, index)
+            raise InvalidCocoError(which, f"detection {index} (image id {image_id!r}) has a non-numeric score", image_id, index)
         if iou_type == "bbox" or "bbox" in detection:
-            _check_box("detections", detection, index)
+            _check_box(which, detection, index)
         if iou_type == "segm":
             segmentation = detection.get("segmentation")
             if not (isinstance(segmentation, Mapping) and "counts" in segmentation and "size" in segmentation):
-                raise InvalidCocoError(
-                    "detections", f"detection {index} (image id {image_id!r}) needs an RLE 'segmentation' for segm", image_id, index
-                )
-            if list(segmentation["size"]) != list(sizes[image_id]):
-                raise InvalidCocoError(
-                    "detections",
-                    f"detection {index} (image id {image_id!r}) has a mask of size {list(segmentation['size'])}, "
-                    f"the image is {list(sizes[image_id])} (height, width)",
-                    image_id, index,
-                )
+                raise InvalidCocoError(which, f"detection {index} (image id {image_id!r}) needs an RLE 'segmentation' for segm", image_id, index)
+            _check_segmentation(which, f"detection {index} (image id {image_id!r})", segmentation, sizes[image_id], image_id, index)
+
+
+def _check_id(which: str, field_name: str, value: Any, index: int) -> None:
+    if not (_is_int(value) or isinstance(value, str)):
+        raise InvalidCocoError(which, f"{field_name} must be an integer or a string, got {value!r}", index=index)
+
+
+def _check_one_kind(which: str, what: str, ids) -> None:
+    kinds = {isinstance(i, str) for i in ids}
+    if len(kinds) > 1:
+        raise InvalidCocoError(which, f"{what} ids mix integers and strings (pycocotools sorts them)")
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (int, str, np.integer)) else None
 
 
 def _check_box(which: str, entry: Mapping[str, Any], index: int) -> None:
     box = entry.get("bbox")
+    name = "annotations" if which == "ground truth" else "detection"
+    image_id = _hashable(entry.get("image_id"))
     if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_is_number(v) for v in box)):
-        name = "annotations" if which == "ground truth" else "detection"
-        image_id = entry.get("image_id")
-        raise InvalidCocoError(which, f"{name}[{index}] (image id {image_id!r}) needs a 'bbox' of 4 numbers", image_id, index)
+        raise InvalidCocoError(which, f"{name}[{index}] (image id {image_id!r}) needs a 'bbox' of 4 numbers, got {box!r}", image_id, index)
+    if box[2] < 0 or box[3] < 0:
+        raise InvalidCocoError(
+            which, f"{name}[{index}] (image id {image_id!r}) has a 'bbox' with negative width or height: {list(box)}", image_id, index
+        )
+
+
+def _check_segmentation(
+    which: str, where: str, segmentation: Any, size: tuple[int, int], image_id: Any, index: int, polygons: bool = False
+) -> None:
+    """A segmentation pycocotools can decode safely into a mask of the image's size: polygons (ground truth
+    only) as lists of >= 3 (x, y) pairs, or RLE {"size": [h, w], "counts": str or list of counts} whose
+    counts cover exactly h * w pixels."""
+    if polygons and isinstance(segmentation, list):
+        for part in segmentation:
+            if not (isinstance(part, list) and len(part) >= 6 and len(part) % 2 == 0 and all(_is_number(v) for v in part)):
+                raise InvalidCocoError(which, f"{where} has a polygon that is not a list of >= 3 (x, y) number pairs", image_id, index)
+        if not segmentation:
+            raise InvalidCocoError(which, f"{where} has an empty polygon list", image_id, index)
+        return
+    if not (isinstance(segmentation, Mapping) and "counts" in segmentation and "size" in segmentation):
+        kind = "polygons or an RLE" if polygons else "an RLE"
+        raise InvalidCocoError(which, f"{where} needs {kind} 'segmentation' ({{'size': [h, w], 'counts': ...}})", image_id, index)
+    mask_size = segmentation["size"]
+    if not (isinstance(mask_size, (list, tuple)) and len(mask_size) == 2 and all(_is_int(v) and v >= 0 for v in mask_size)):
+        raise InvalidCocoError(which, f"{where} has an RLE 'size' that is not [height, width], got {mask_size!r}", image_id, index)
+    if list(mask_size) != list(size):
+        raise InvalidCocoError(
+            which, f"{where} has a mask of size {list(mask_size)}, the image is {list(size)} (height, width)", image_id, index
+        )
+    counts = segmentation["counts"]
+    if isinstance(counts, bytes):  # pycocotools' own encode returns bytes
+        counts = counts.decode("latin-1")
+    if isinstance(counts, str):
+        total = _compressed_rle_total(counts)
+    elif isinstance(counts, list) and all(_is_int(c) and c >= 0 for c in counts):
+        total = sum(counts)
+    else:
+        raise InvalidCocoError(which, f"{where} has RLE 'counts' that are neither a string nor a list of non-negative integers", image_id, index)
+    if total != size[0] * size[1]:
+        problem = "is malformed" if total is None else f"covers {total} pixels"
+        raise InvalidCocoError(
+            which, f"{where} has an RLE mask that {problem}; a {size[0]}x{size[1]} mask has {size[0] * size[1]}", image_id, index
+        )
+
+
+def _compressed_rle_total(counts: str) -> int | None:
+    """Sum of the run lengths of a compressed COCO RLE string, or None when a run is negative or cut off.
+
+    Written here because pycocotools only reads such a string by decoding it into an h x w buffer, and
+    its decoder (maskApi.c rleDecode) writes past that buffer when the runs add up to more, and reads past
+    the string when the last character announces more. The format (maskApi.c rleFrString): each run is
+    a little-endian sequence of 5-bit groups in characters offset by 48, bit 0x20 meaning "more
+    follows", bit 0x10 of the last group the sign; from the fourth run on, the value is a difference to
+    the run two before.
+    """
+    try:
+        codes = np.frombuffer(counts.encode("ascii"), np.uint8).astype(np.int64) - 48
+    except UnicodeEncodeError:
+        return None
+    if not codes.size:
+        return 0
+    if codes.min() < 0 or codes.max() >= 64 or codes[-1] & 0x20:  # outside the alphabet, or cut off
+        return None
+    last = np.flatnonzero((codes & 0x20) == 0)  # the last character of each run
+    first = np.concatenate(([0], last[:-1] + 1))
+    position = np.arange(codes.size) - np.repeat(first, last - first + 1)  # 5-bit group index in its run
+    if position.max() > 7:  # more than 40 bits: no run of a real mask (pycocotools keeps 32)
+        return None
+    groups = (codes & 0x1F) << (5 * position)
+    values = np.add.reduceat(groups, first)
+    negative = (codes[last] & 0x10) != 0
+    values[negative] -= np.left_shift(1, 5 * (position[last][negative] + 1))
+    # runs 0, 1, 2 are stored as they are; run i >= 3 as a difference to run i - 2
+    runs = values.copy()
+    for parity in (1, 2):
+        runs[parity::2] = np.cumsum(values[parity::2])
+    if (runs < 0).any():
+        return None
+    return int(runs.sum())
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
@@ -297,20 +415,16 @@ def _evaluate(gt, detections, iou_type: str, backend: str) -> CocoResult:
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
     dataset = gt if isinstance(gt, Mapping) else gt.dataset
-    validate_ground_truth(dataset)
+    validate_ground_truth(dataset, iou_type)
     if backend == "faster-coco-eval":  # it converts image ids with int(), which would rename or fail
         for index, image in enumerate(dataset["images"]):
-            if not isinstance(image["id"], (int, np.integer)) or isinstance(image["id"], bool):
+            if not _is_int(image["id"]):
                 raise InvalidCocoError(
                     "ground truth", f"image id {image['id']!r} is not an integer, which faster-coco-eval needs", image["id"], index
                 )
     if isinstance(detections, tuple):
         detections = list(detections)
     validate_detections(dataset, detections, iou_type)
-    if iou_type == "segm":
-        for index, annotation in enumerate(dataset["annotations"]):
-            if "segmentation" not in annotation:
-                raise InvalidCocoError("ground truth", f"annotations[{index}] has no 'segmentation' (needed for segm)", annotation["image_id"], index)
     # COCOeval writes into annotations ('ignore', RLE conversion) and loadRes into detections: evaluate copies.
     dataset = {**dataset, "annotations": [dict(a) for a in dataset["annotations"]], "images": [dict(i) for i in dataset["images"]]}
     detections = [dict(d) for d in detections]

@@ -64,7 +64,7 @@ class SemanticResult:
     confusion: np.ndarray = field(repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON contract of `alignbench eval semantic` (DESIGN.md); NaN becomes null on writing."""
+        """The JSON contract of `alignbench eval semantic` (README "Semantic evaluation"); NaN becomes null."""
         return {
             "mIoU": self.miou,
             "iIoU": self.iiou,
@@ -184,15 +184,14 @@ class SemanticAccumulator:
                 gt, spec.evaluated, instances if self.instance_boundaries else None
             )
             levels = bands_module.band_levels(boundary, self.bands)
-            # only evaluated pixels belong to bands: the others get level n_bands ("no band")
-            outside = np.where(spec.evaluated, 0, n_bands).astype(np.uint8)
-            levels = cv2.max(levels, cv2.LUT(gt, np.pad(outside, (0, 256 - n))))
         else:
             levels = np.zeros_like(gt)
         counts = _joint_histogram(gt, pred, levels, n, n_bands + 1)  # [gt, pred, level]
         self.confusion += counts.sum(axis=2)
         if n_bands:
-            self.band_confusion += np.cumsum(np.moveaxis(counts[:, :, :n_bands], 2, 0), axis=0)
+            # only evaluated pixels belong to bands: the rows of ignored gt ids are left out
+            in_bands = counts[:, :, :n_bands] * spec.evaluated[:, None, None]
+            self.band_confusion += np.cumsum(np.moveaxis(in_bands, 2, 0), axis=0)
         if instances is not None:
             self._add_instances_numpy(pred, instances)
         self.n_images += 1
@@ -218,29 +217,32 @@ class SemanticAccumulator:
         return cv2.LUT(pred, self.spec.label_id_of_train_id)
 
     def _add_instances_numpy(self, pred: np.ndarray, instances: np.ndarray) -> None:
+        """Per-instance pixel counts from one joint histogram of (instance, predicted id) over the
+        instance pixels only, so that the cost does not grow with the number of instances (the
+        reference makes one pass over the image per instance)."""
         if not np.issubdtype(instances.dtype, np.integer):
             raise InvalidMapError("instances", f"instance map must hold integers, got {instances.dtype}")
-        selected = instances > _INSTANCE_OFFSET
-        if not selected.any():
-            return
-        instance_ids = instances[selected].astype(np.int64)
-        if int(instance_ids.max()) > _MAX_INSTANCE_ID:
-            raise InvalidMapError("instances", f"instance map has id {int(instance_ids.max())} above {_MAX_INSTANCE_ID}")
-        class_ids = instance_ids // _INSTANCE_OFFSET
-        predicted = pred[selected]
-        sizes = np.bincount(instance_ids)
-        hits = np.bincount(instance_ids[predicted == class_ids], minlength=sizes.size)
-        category_hits = np.bincount(
-            instance_ids[self._same_category(class_ids, predicted)], minlength=sizes.size
-        )
-        present = np.flatnonzero(sizes)
-        self._add_instance_rows(present, sizes[present], hits[present], category_hits[present])
-
-    def _same_category(self, class_ids: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         n = self.spec.num_ids
-        table = self.spec.same_instance_category
-        class_ids = np.minimum(class_ids, n - 1)  # out-of-table classes are rejected in _add_instance_rows
-        return table[class_ids, predicted]
+        flat = instances.ravel()
+        selected = np.flatnonzero(flat > _INSTANCE_OFFSET)
+        if not selected.size:
+            return
+        instance_ids = flat[selected]
+        highest = int(instance_ids.max())
+        if highest > _MAX_INSTANCE_ID:
+            raise InvalidMapError("instances", f"instance map has id {highest} above {_MAX_INSTANCE_ID}")
+        present = np.flatnonzero(np.bincount(instance_ids))
+        compact = np.zeros(highest + 1, np.intp)
+        compact[present] = np.arange(len(present))
+        pair = compact[instance_ids]
+        pair *= n
+        pair += pred.ravel()[selected]
+        joint = np.bincount(pair, minlength=len(present) * n).reshape(len(present), n)
+        class_ids = np.minimum(present // _INSTANCE_OFFSET, n - 1)  # out-of-table classes are rejected below
+        rows = np.arange(len(present))
+        hits = joint[rows, class_ids]
+        category_hits = (joint * self.spec.same_instance_category[class_ids]).sum(axis=1)
+        self._add_instance_rows(present, joint.sum(axis=1), hits, category_hits)
 
     def _add_instance_rows(
         self, instance_ids: np.ndarray, sizes: np.ndarray, hits: np.ndarray, category_hits: np.ndarray
@@ -403,7 +405,7 @@ class SemanticAccumulator:
             return sums
         rows = np.concatenate(self._instance_rows)
         class_ids = rows[:, 0].astype(np.int64)
-        for label_id in np.unique(class_ids):
+        for label_id in np.flatnonzero(np.bincount(class_ids)):
             mine = rows[class_ids == label_id]
             sums["class"][int(label_id)] = (math.fsum(mine[:, 1]), math.fsum(mine[:, 2]))
         categories = np.array([spec.category_of[i] for i in class_ids])
@@ -415,12 +417,13 @@ class SemanticAccumulator:
 
 
 def _joint_histogram(gt: np.ndarray, pred: np.ndarray, levels: np.ndarray, n: int, n_levels: int) -> np.ndarray:
-    """int64 counts [gt id, predicted id, band level] of three uint8 maps.
+    """int64 counts [gt id, predicted id, band level] of two uint8 maps and a uint8 / uint16 level map.
 
     OpenCV's calcHist makes one pass and is about twice as fast as np.bincount on paired indices; it
-    counts in float32, exact below 2**24 pixels per image, so larger images take the bincount path.
+    counts in float32, exact below 2**24 pixels per image, and takes images of one depth only, so larger
+    images and uint16 levels (more than 254 bands) take the bincount path.
     """
-    if gt.size < 2**24:
+    if gt.size < 2**24 and levels.dtype == np.uint8:
         counts = cv2.calcHist([gt, pred, levels], [0, 1, 2], None, [n, n, n_levels], [0, n, 0, n, 0, n_levels])
         return np.rint(counts).astype(np.int64)
     index = (levels.astype(np.int64) * n + gt) * n + pred

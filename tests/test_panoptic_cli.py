@@ -198,14 +198,3 @@ def test_missing_files_and_folders(cli, data):
     _expect_error(cli, data, [data["pred_dir"] / annotation["file_name"], "file not found", "image id 1"])
     _expect_error(cli, data, [data["root"] / "nowhere", "folder not found"], gt_dir=data["root"] / "nowhere")
     _expect_error(cli, data, ["missing.json", "not found"], gt_json=data["root"] / "missing.json")
-
-
-def test_perf_panoptic_runs_both_evaluators_and_agrees(cli, tmp_path):
-    out = tmp_path / "perf.json"
-    result = cli("perf", "panoptic", "--n", "3", "--size", "96x192", "--workers", "2", "--json", out, cwd=REPO_ROOT)
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(out.read_text())
-    assert figures["n_images"] == 3 and figures["floor_s"] > 0
-    assert figures["reference_s"] > 0 and figures["ours_one_process_s"] > 0 and figures["ours_workers_s"] > 0
-    assert figures["max_abs_difference"] < 1e-9
-    assert "ratio (a)/(b), 1 process" in result.stdout and "floor" in result.stdout

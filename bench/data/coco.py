@@ -256,8 +256,8 @@ def export_coco(root: str | Path, out: str | Path, split: str = "val", progress:
 def read_panoptic_png(path: str | Path) -> np.ndarray:
     """A COCO panoptic PNG (8-bit RGB or RGBA) -> HxW int32 segment ids, id = R + 256 G + 256^2 B.
 
-    OpenCV decodes (about as fast as Pillow); one colour conversion to RGBA and a mask of the alpha byte
-    give the ids through a uint32 view, several times faster than three int32 products over the image.
+    OpenCV decodes (a little faster than Pillow); one channel shuffle into 4-byte pixels gives the ids
+    through a uint32 view, several times faster than three int32 products over the image.
     """
     path = Path(path)
     try:
@@ -274,10 +274,11 @@ def read_panoptic_png(path: str | Path) -> np.ndarray:
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.shape[:2] != (header.height, header.width) or decoded.ndim != 3:
         raise UserError(f"{path}: corrupt PNG data (decoding failed)")
-    rgba = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGBA if decoded.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
-    ids = rgba.view("<u4")[..., 0]  # little-endian: R + 256 G + 256^2 B + 256^3 A
-    np.bitwise_and(ids, 0xFFFFFF, out=ids)
-    return ids.view(np.int32)
+    # R, G, B into bytes 0, 1, 2 of a zeroed 4-byte pixel (one pass): the pixel read as a little-endian
+    # uint32 is then R + 256 G + 256^2 B
+    rgb0 = np.zeros(decoded.shape[:2] + (4,), np.uint8)
+    cv2.mixChannels([decoded], [rgb0], [2, 0, 1, 1, 0, 2])
+    return rgb0.view("<u4")[..., 0].view(np.int32)
 
 
 def write_panoptic_png(path: str | Path, segment_map: np.ndarray) -> None:

@@ -53,6 +53,7 @@ def _annotations_by_image(path: Path, data: Any, folder: Path) -> dict[Any, Mapp
         if not isinstance(annotation, dict) or "image_id" not in annotation:
             raise UserError(f"{path}: annotations[{index}] has no 'image_id'")
         image_id = annotation["image_id"]
+        _check_image_id(path, f"annotations[{index}] 'image_id'", image_id)
         if not isinstance(annotation.get("file_name"), str):
             raise UserError(f"{path}: image id {image_id!r}: annotation has no 'file_name'")
         if not isinstance(annotation.get("segments_info"), list):
@@ -66,6 +67,35 @@ def _annotations_by_image(path: Path, data: Any, folder: Path) -> dict[Any, Mapp
     return by_image
 
 
+def _check_image_id(path: Path, field_name: str, image_id: Any) -> None:
+    """Image ids pair predictions with ground truth as dict keys: integers or strings (Cityscapes'
+    createPanopticImgs writes frame names), nothing else."""
+    if isinstance(image_id, bool) or not isinstance(image_id, (int, str)):
+        raise UserError(f"{path}: {field_name} must be an integer or a string, got {image_id!r}")
+
+
+def _image_sizes(path: Path, data: dict) -> dict[Any, tuple[int, int]]:
+    """(height, width) by image id from the ground truth's optional `images` list, type-checked."""
+    images = data.get("images")
+    if images is None:
+        return {}
+    if not isinstance(images, list):
+        raise UserError(f"{path}: 'images' is not a list")
+    sizes = {}
+    for index, image in enumerate(images):
+        if not isinstance(image, dict) or "id" not in image:
+            raise UserError(f"{path}: images[{index}] has no 'id'")
+        _check_image_id(path, f"images[{index}] 'id'", image["id"])
+        if "height" not in image and "width" not in image:
+            continue
+        for key in ("height", "width"):
+            value = image.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise UserError(f"{path}: images[{index}] (image id {image['id']!r}) '{key}' must be a positive integer, got {value!r}")
+        sizes[image["id"]] = (image["height"], image["width"])
+    return sizes
+
+
 def _categories(path: Path, data: dict) -> tuple[PanopticCategory, ...]:
     entries = data.get("categories")
     if not isinstance(entries, list) or not entries:
@@ -74,6 +104,10 @@ def _categories(path: Path, data: dict) -> tuple[PanopticCategory, ...]:
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), int) or isinstance(entry.get("id"), bool):
             raise UserError(f"{path}: categories[{index}] needs an integer 'id'")
+        # cityscapesscripts' average_pq tests `isthing == 1`: anything but 0 / 1 would be read differently
+        # by different tools, so it is refused
+        if entry.get("isthing", 0) not in (0, 1) or not isinstance(entry.get("isthing", 0), int):
+            raise UserError(f"{path}: categories[{index}] 'isthing' must be 0 or 1, got {entry['isthing']!r}")
         categories.append(PanopticCategory.from_coco(entry))
     ids = [c.id for c in categories]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -95,10 +129,7 @@ def load_panoptic_inputs(
     gt_annotations = _annotations_by_image(gt_json, gt_data, gt_dir)
     pred_annotations = _annotations_by_image(pred_json, pred_data, pred_dir)
     categories = _categories(gt_json, gt_data)
-    sizes = {}
-    for image in gt_data.get("images") or []:
-        if isinstance(image, dict) and {"id", "height", "width"} <= set(image):
-            sizes[image["id"]] = (image["height"], image["width"])
+    sizes = _image_sizes(gt_json, gt_data)
     pairs = []
     for image_id, gt in gt_annotations.items():
         pred = pred_annotations.get(image_id)

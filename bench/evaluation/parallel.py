@@ -6,9 +6,7 @@ accumulator one by one here, or in small chunks by `workers` processes whose acc
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -30,9 +28,7 @@ def accumulate(
     """`add(accumulator, item)` for every item into one `new_accumulator()`, merged with `.merge` across
     `workers` processes when there are several (both callables must then be picklable: module-level
     functions or partials of them)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(items), desc="evaluating", unit="img", disable=not progress)
+    bar = _progress_bar(len(items), progress)
     accumulator = new_accumulator()
     if workers == 1 or len(items) < 2:
         for item in items:
@@ -40,10 +36,13 @@ def accumulate(
             bar.update()
         bar.close()
         return accumulator
-    # Small chunks keep the progress bar moving and balance the load; a few per worker is enough.
-    chunk_size = max(1, min(16, len(items) // (workers * 4) or 1))
+    # Small chunks keep the progress bar moving and leave little imbalance at the end (at most a few
+    # images); each chunk costs one pickled accumulator (tens of kB) on the way back.
+    chunk_size = max(1, min(4, len(items) // (workers * 8)))
     chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
     evaluate_chunk = partial(_accumulate_chunk, new_accumulator, add)
+    from concurrent.futures import ProcessPoolExecutor  # here: a one-process run need not import it
+
     with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context(), initializer=_init_worker) as pool:
         futures = [pool.submit(evaluate_chunk, chunk) for chunk in chunks]
         try:
@@ -59,6 +58,23 @@ def accumulate(
     return accumulator
 
 
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, progress: bool):
+    """A tqdm bar, imported only when shown (importing tqdm is a tenth of the command's start-up)."""
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="evaluating", unit="img")
+
+
 def _init_worker() -> None:
     """One OpenCV thread per worker process: the processes already use the cores."""
     import cv2
@@ -68,5 +84,7 @@ def _init_worker() -> None:
 
 def _process_context():
     """fork where available (no re-import cost per worker); spawn elsewhere."""
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")

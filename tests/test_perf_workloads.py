@@ -1,0 +1,78 @@
+"""`alignbench perf semantic|panoptic --workload`: every workload runs, reports the whole-process and
+in-process figures, and every run of ours scores what the reference scores (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from alignbench_test_helpers import REPO_ROOT
+
+from alignbench.bench.commands.perf import WORKLOAD_NAMES
+from alignbench.bench.perf import WORKLOADS, reworked_panoptic_prediction, semantic_prediction
+
+FIGURES = (
+    "floor_s", "reference_s", "command_one_process_s", "command_workers_s", "in_process_one_s", "in_process_workers_s",
+    "ratio_one_process", "ratio_workers", "ratio_in_process_one", "ratio_in_process_workers",
+    "command_one_process_cpu_s", "reference_cpu_s", "ratio_one_process_cpu",
+)
+
+
+def test_parser_lists_every_workload():
+    assert WORKLOAD_NAMES == tuple(WORKLOADS)
+    sizes = {workload.size for workload in WORKLOADS.values()}
+    assert sizes == {(512, 1024), (1024, 2048)}
+    densities = [workload.density for workload in WORKLOADS.values()]
+    assert min(densities) < 0.5 and max(densities) >= 10  # few and ~200 instances per image
+
+
+@pytest.mark.parametrize("evaluator", ["semantic", "panoptic"])
+def test_every_workload_runs_and_agrees_with_the_reference(cli, tmp_path, evaluator):
+    out = tmp_path / "perf.json"
+    result = cli("perf", evaluator, "--workload", "all", "--n", "1", "--size", "64x128", "--workers", "2", "--json", out, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())["workloads"]
+    assert [f["workload"] for f in figures] == list(WORKLOAD_NAMES)
+    for entry in figures:
+        assert entry["evaluator"] == evaluator and entry["n_images"] == 1 and entry["size"] == [64, 128]
+        assert all(entry[key] > 0 for key in FIGURES), entry
+        assert entry["ratio_one_process"] == pytest.approx(entry["command_one_process_s"] / entry["reference_s"])
+        assert entry["max_abs_difference"] < 1e-9, entry["workload"]
+        assert isinstance(entry["targets_met"], bool)
+    assert "ratio (a)/(b)" in result.stdout and "targets" in result.stdout
+    for name in WORKLOAD_NAMES:  # the summary table has one line per workload
+        assert any(line.startswith(f"{evaluator:9s} {name}") for line in result.stdout.splitlines()), name
+
+
+def test_one_workload_writes_the_same_json_shape(cli, tmp_path):
+    out = tmp_path / "perf.json"
+    result = cli("perf", "semantic", "--workload", "fragments", "--n", "2", "--size", "64x128", "--workers", "1", "--repeat", "2", "--json", out, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    (entry,) = json.loads(out.read_text())["workloads"]
+    assert entry["workload"] == "fragments" and entry["n_images"] == 2 and entry["repeat"] == 2
+    assert "(best of 2)" in result.stdout
+    assert entry["command_workers_s"] is None and entry["ratio_workers"] is None
+    assert entry["max_abs_difference"] < 1e-9
+
+
+def test_perf_rejects_dir_with_all_workloads(cli, tmp_path):
+    result = cli("perf", "panoptic", "--workload", "all", "--dir", tmp_path / "pairs")
+    assert result.returncode == 2 and "--dir" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_prediction_kinds_differ_as_described():
+    rng = np.random.default_rng(0)
+    label_ids = np.full((64, 128), 7, np.uint8)  # all road
+    label_ids[:, 64:] = 21  # vegetation
+    oracle = semantic_prediction(label_ids, "oracle", rng)
+    classes = semantic_prediction(label_ids, "classes", rng)
+    fragments = semantic_prediction(label_ids, "fragments", rng)
+    assert set(np.unique(oracle)) == {7, 21}
+    assert len(np.unique(classes)) > 4 and not set(np.unique(classes)) <= {7, 21}
+    assert (fragments != oracle).mean() > 0.02
+    segment_map = np.where(np.arange(128)[None, :] < 64, 5, 9).repeat(64, axis=0).astype(np.int32)
+    segments = [{"id": 5, "category_id": 7}, {"id": 9, "category_id": 21}]
+    pieces, pieces_info = reworked_panoptic_prediction(segment_map, segments, [{"id": 7}, {"id": 21}], "fragments", rng)
+    assert len(pieces_info) == len(np.unique(pieces)) == 2 * 4  # two segments, each cut into 2 x 2 tiles of 32 px
+    assert {s["category_id"] for s in pieces_info} == {7, 21}
