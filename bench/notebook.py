@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 RECIPE_OF_PAPER = {"FaPN": "fapn_semantic", "SFNet": "sfnet", "FPT": "fpt_semantic"}
 
 # Columns of the before / after alignment figure, in this order, for the tensors a FAM reports
-# (models/necks/fapn.py and models/necks/sfnet.py): name in the capture record -> column title.
+# (models/fapn/neck.py and models/sfnet/decoder.py): name in the capture record -> column title.
 ALIGNMENT_COLUMNS = {
     "reference": "reference (fine lateral)",
     "upsampled": "upsampled (before)",
