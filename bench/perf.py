@@ -13,8 +13,8 @@ cache, then times on the same files:
 
 "One process" means one core's work: OpenCV is pinned to one thread (OPENCV_FOR_THREADS_NUM=1 for the
 subprocess, cv2.setNumThreads(1) here), as the references are single-threaded. The ratios are (a) / (b)
-and (a') / (b). CPU times of (a) with one process and of (b) are reported too: unlike wall time they do
-not grow when other work shares the cores. The scores of every run of ours are compared with the
+and (a') / (b). CPU times of (a) with one process and of (b) are reported too: they grow far less than
+wall time when other work shares the cores (only through shared caches and memory bandwidth). The scores of every run of ours are compared with the
 reference's (`max_abs_difference`). The floor, decoding the PNGs that every evaluator must decode, is
 timed too.
 """
@@ -158,7 +158,7 @@ class EvaluatorBenchmark:
     workers: int
     reference_s: float
     max_abs_difference: float
-    command_one_process_cpu_s: float = math.nan  # CPU time: independent of other load on the machine
+    command_one_process_cpu_s: float = math.nan  # CPU time: less sensitive than wall time to other load
     reference_cpu_s: float = math.nan
     repeat: int = 1  # whole commands and reference run this many times, alternating; the best of each is kept
     stages_s: dict = field(default_factory=dict)  # where our one-process time goes, stage by stage
@@ -249,7 +249,7 @@ class EvaluatorBenchmark:
                 f"a worker returns {self.accumulator_bytes / 1024:.0f} kB per chunk"
             )
         lines.append(
-            f"  CPU time (not affected by other load): the --workers 1 command {self.command_one_process_cpu_s:.2f} s, "
+            f"  CPU time (less affected by other load than wall time): the --workers 1 command {self.command_one_process_cpu_s:.2f} s, "
             f"the reference {self.reference_cpu_s:.2f} s, ratio {self.ratio_one_process_cpu:.3f}"
         )
         lines.append(f"  agreement: max |ours - reference| over every score, every run of ours = {self.max_abs_difference:.2e}")
