@@ -15,6 +15,7 @@ afterwards (evaluation pools, Slurm jobs) load the same plugins. A plugin that f
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import logging
@@ -48,6 +49,11 @@ def load_plugins(specs: Iterable[str] = (), environment: bool = True, entry_poin
     return list(dict.fromkeys(names))
 
 
+def loaded_packages() -> tuple[str, ...]:
+    """Top-level package names of the plugins loaded so far (their code is part of a model's definition)."""
+    return tuple(dict.fromkeys(name.split(".")[0] for name in _loaded.values()))
+
+
 def _load_spec(spec: str) -> str:
     """Import a plugin file (a path ending in .py, or an existing file) or module (a dotted name)."""
     spec = spec.strip()
@@ -59,7 +65,8 @@ def _load_spec(spec: str) -> str:
     if is_file:
         if not path.is_file():
             raise UserError(f"plugin {spec}: file not found")
-        name = f"alignbench_plugin_{path.stem}_{abs(hash(key)) % 10**8}"
+        # a name that is the same in every process (a model's fingerprint includes its modules' names)
+        name = f"alignbench_plugin_{path.stem}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
         module_spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module  # picklable classes, and the same module on a second load

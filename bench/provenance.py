@@ -6,7 +6,7 @@ definition fingerprint. The fingerprint covers
 
 - the builder options the model is built with,
 - the names, shapes and dtypes of its state dict (built on the meta device: no memory, no initialisation),
-- the source of every alignbench module that defines one of its classes (base classes included), whose code
+- the source of every alignbench or plugin module that defines one of its classes (base classes included), whose code
   runs while the builder builds it (the family's builder, shared layers), or that registers it (a model
   module whose source names it as a string literal: where a `functools.partial` fixes its options),
 
@@ -67,11 +67,19 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     return sha.hexdigest()
 
 
+def _is_own(module_name: str) -> bool:
+    """alignbench's modules and those of the loaded plugins (a researcher's neck is part of the definition too)."""
+    from alignbench.bench.plugins import loaded_packages
+
+    top = module_name.split(".")[0]
+    return module_name.startswith("alignbench.") or top in loaded_packages()
+
+
 def _source_files() -> dict[str, str]:
-    """Source file -> module name, for the loaded modules of the alignbench package."""
+    """Source file -> module name, for the loaded modules of the alignbench package and of the plugins."""
     files = {}
     for name, module in list(sys.modules.items()):
-        if name.startswith("alignbench.") and getattr(module, "__file__", None):
+        if _is_own(name) and getattr(module, "__file__", None):
             files[str(Path(module.__file__).resolve())] = name
     return files
 
@@ -124,7 +132,7 @@ def _fingerprint(name: str, options_json: str) -> str:
     options = json.loads(options_json)
     model, ran = _build_and_trace(name, options)
     classes = {cls for module in model.modules() for cls in type(module).__mro__}
-    defining = {cls.__module__ for cls in classes if cls.__module__.startswith("alignbench.")}
+    defining = {cls.__module__ for cls in classes if _is_own(cls.__module__)}
     modules = sorted((defining | ran | _registering_modules(name)) - {"alignbench.bench.provenance"})
     sources = {}
     for module_name in modules:

@@ -107,3 +107,42 @@ def test_loading_is_idempotent_and_exported_to_child_processes(tmp_path, monkeyp
     finally:
         if hasattr(builtins, "alignbench_plugin_loads"):
             del builtins.alignbench_plugin_loads
+
+
+CLASS_PLUGIN = '''
+import torch
+from alignbench import models
+from alignbench.models.registry import ModelInfo
+
+class TinyModel(torch.nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, num_classes, 1)
+
+    def forward(self, x):
+        return self.conv(x) * SCALE
+
+def build(num_classes=19):
+    return TinyModel(num_classes)
+
+models.register_model(ModelInfo(name="plugin_fingerprinted", task="semantic", paper="mine", table="-", row="-",
+                                paper_params_m=None, input_size=(64, 128), description="a plugin's model"), build)
+'''
+
+
+def test_a_plugin_models_code_is_part_of_its_fingerprint(tmp_path):
+    """Editing a plugin's code (shapes unchanged) gives a new fingerprint, so no stale result is reused."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "fingerprinted_plugin.py"
+    code = ("from alignbench.bench.plugins import load_plugins\nfrom alignbench.bench.provenance import model_fingerprint\n"
+            f"load_plugins([{str(path)!r}], environment=False, entry_points=False)\nprint(model_fingerprint('plugin_fingerprinted'))")
+
+    def fingerprint() -> str:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env()).stdout.strip()
+
+    path.write_text(CLASS_PLUGIN.replace("SCALE", "1.0"))
+    first, again = fingerprint(), fingerprint()
+    path.write_text(CLASS_PLUGIN.replace("SCALE", "2.0"))
+    assert first == again and len(first) == 16 and fingerprint() != first
