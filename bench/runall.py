@@ -240,6 +240,7 @@ def run_all(
                             checkpoints=checkpoints, backbone_weights=backbone_weights, overrides=overrides)
     done = None
     if main:
+        write_resolved_config(results.parent / "resolved_config.json", entries, budget, data, seeds, overrides)
         done = [store.has(e.suite.name, e.row.row, e.seed, e.config_hash) for e in entries]
         for entry, complete in zip(entries, done):  # a result of this code is the current one (even after a return to older code)
             if complete:
@@ -289,6 +290,29 @@ def run_all(
 
         write_report(results, out_dir / "report", budget=budget, suites=chosen)
     return summary
+
+
+def write_resolved_config(path: Path, entries: list[Entry], budget: str, data: list[str], seeds: list[int] | None,
+                          overrides: Overrides) -> None:
+    """What this run runs, after budget, overrides and suite defaults (atomically, beside the results): per suite
+    its rows with their model, resolved recipe and seeds; the budget, data, overrides and loaded plugins."""
+    import os
+
+    from alignbench.bench.io import write_json_atomic
+    from alignbench.bench.plugins import ENVIRONMENT_VARIABLE
+
+    suites: dict[str, dict] = {}
+    for entry in entries:
+        suite = suites.setdefault(entry.suite.name, {"file": str(entry.suite.path), "task": entry.suite.task, "recipe": entry.suite.recipe,
+                                                     "metrics": list(entry.suite.metrics), "baseline": entry.suite.baseline_row, "rows": {}})
+        row = suite["rows"].setdefault(entry.row.row, {"model": entry.row.model, "train": entry.train.to_json(), "seeds": [],
+                                                       "input_size": list(entry.input_size), "config_hashes": {}})
+        row["seeds"].append(entry.seed)
+        row["config_hashes"][str(entry.seed)] = entry.config_hash
+    plugins = [spec for spec in os.environ.get(ENVIRONMENT_VARIABLE, "").split(os.pathsep) if spec.strip()]
+    budget_used = entries[0].budget if entries else get_budget(budget)
+    write_json_atomic(path, {"budget": asdict(budget_used), "data": sorted({x.source.description for x in entries}) or data,
+                             "seeds": seeds, "overrides": overrides.to_json(), "plugins": plugins, "suites": suites})
 
 
 def resolve_defaults(suites: list[Suite], budget: str | None, data: list[str] | None) -> tuple[str, list[str]]:
@@ -421,4 +445,5 @@ def _record(entry: Entry, outcome: Outcome, device: str) -> ResultRecord:
         metrics=outcome.metrics, started_at=outcome.started_at, finished_at=outcome.finished_at, duration_s=outcome.duration_s,
         device=device, git_commit=provenance.git_commit(), torch=torch.__version__, cuda=torch.version.cuda, gpu=gpu,
         setup_hash=entry.setup_hash, code_version=outcome.code["version"], model_fingerprint=outcome.code["model"],
+        statistics=outcome.statistics,
     )

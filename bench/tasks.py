@@ -91,14 +91,14 @@ class SemanticTask:
         """The vocabulary's semantic and boundary-band metrics on the val split (the budget's first images,
         downscaled to its longest side), plus per-class IoU for the figures and the image count."""
         from alignbench.bench.data.cityscapes import find_frames
-        from alignbench.bench.evaluation.loop import FrameDataset, SemanticEvaluator, run_inference, semantic_predictor
+        from alignbench.bench.evaluation.loop import STATISTICS_KEY, FrameDataset, SemanticEvaluator, run_inference, semantic_predictor
 
         frames = find_frames(self.source.root, "val")
         if budget.eval_max_images:
             frames = frames[: budget.eval_max_images]
         (evaluator,) = run_inference(model, FrameDataset(frames), semantic_predictor(input_size, budget.eval_max_side),
                                      [SemanticEvaluator()], device, progress)
-        return semantic_metrics(evaluator.compute())
+        return {**semantic_metrics(evaluator.compute()), STATISTICS_KEY: evaluator.statistics()}
 
 
 def semantic_metrics(result) -> dict:
@@ -288,7 +288,7 @@ class PanopticTask:
         """PQ, SQ, RQ, PQ (things / stuff) and, when the split has an instances JSON, box AP against it."""
         from alignbench.bench.data.coco import load_json
         from alignbench.bench.evaluation.detection import compute_on_main
-        from alignbench.bench.evaluation.loop import CocoEvaluator, PanopticEvaluator, detector_predictor, run_inference
+        from alignbench.bench.evaluation.loop import STATISTICS_KEY, CocoEvaluator, PanopticEvaluator, detector_predictor, run_inference
 
         dataset = first_images(self.val(), budget.eval_max_images)
         evaluators = [PanopticEvaluator(dataset)]
@@ -300,7 +300,7 @@ class PanopticTask:
         outputs = {"panoptic": evaluators[0].compute().to_json()}
         if len(evaluators) > 1:
             outputs["coco"] = {"bbox": compute_on_main(evaluators[1])["bbox"].to_json()}
-        return vocabulary.extract(outputs, vocabulary.task_metrics("panoptic"))
+        return {**vocabulary.extract(outputs, vocabulary.task_metrics("panoptic")), STATISTICS_KEY: evaluators[0].statistics()}
 
 
 def _with_detector_options(options: dict, budget: Budget | None) -> dict:
