@@ -78,10 +78,15 @@ class SemanticEvaluator:
 
     def statistics(self) -> dict[str, np.ndarray]:
         """`counts` (images, 1 + bands, classes, 3): per image (dataset order), the full image then each band,
-        per evaluated class (label-id order) its (TP, FP, FN); `bands` the band widths in pixels."""
+        per evaluated class (label-id order) its (TP, FP, FN); `bands` the band widths in pixels; `confusion`
+        the evaluated classes' (classes, classes) confusion matrix over all images (ground truth rows) and
+        `classes` their names, for the confusion figure."""
         indices = sorted(self.per_image)
+        spec = self.accumulator.spec
+        ids = spec.evaluated_ids
         return {"kind": np.array("semantic"), "index": np.asarray(indices, np.int64),
-                "counts": np.stack([self.per_image[i] for i in indices]), "bands": np.asarray(self.bands, np.int64)}
+                "counts": np.stack([self.per_image[i] for i in indices]), "bands": np.asarray(self.bands, np.int64),
+                "confusion": self.accumulator.confusion[np.ix_(ids, ids)], "classes": np.asarray([spec.names[i] for i in ids])}
 
 
 class CocoEvaluator:
