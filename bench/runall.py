@@ -344,7 +344,7 @@ def _run_group(group: list[Entry], store: ResultsStore | None, device: str, chec
     """
     pipeline = group[0].pipeline
     outcomes = pipeline.outcomes([entry.evaluation for entry in group], checkpoint_root, complexity_cache=store)
-    for entry, outcome in zip(group, outcomes):
+    for outcome, entry in zip(outcomes, group):  # outcomes first: its generator then runs its clean-up (smoke weights)
         if store is not None:
             store.add(_record(entry, outcome, device))
 
