@@ -14,7 +14,7 @@ from alignbench_test_helpers import run_cli
 from alignbench.bench.errors import UserError
 from alignbench.bench.suites import load_suite
 
-# A complete plugin: a neck with an operator fvcore has no cost for (cumsum), so profile must name it.
+# A complete plugin: a neck with an operator fvcore has no cost for (logcumsumexp), so profile must name it.
 PLUGIN = '''
 import torch
 from torch import nn
@@ -29,7 +29,7 @@ class E2ENeck(nn.Module):
         self.strides = {f"p{k[1:]}": 2 ** int(k[1:]) for k in in_channels}
 
     def forward(self, features):
-        return {f"p{k[1:]}": torch.cumsum(conv(features[k]), dim=1) for k, conv in self.lateral.items()}
+        return {f"p{k[1:]}": torch.logcumsumexp(conv(features[k]), dim=1) for k, conv in self.lateral.items()}
 '''
 
 SUITE = """\
@@ -66,9 +66,9 @@ def test_plugin_neck_models_and_profile(workspace):
     result = run_cli("--plugin", folder / "e2eneck.py", "profile", "semantic_fpn_e2eneck_r18", "--input", "64x128", "--json", env=env)
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)
-    assert "aten::cumsum" in row["uncounted_ops"]  # named, not silently counted as zero
+    assert "aten::logcumsumexp" in row["uncounted_ops"]  # named, not silently counted as zero
     table = run_cli("--plugin", folder / "e2eneck.py", "profile", "semantic_fpn_e2eneck_r18", "--input", "64x128", env=env)
-    assert "operators without a cost handle: aten::cumsum" in table.stdout
+    assert "operators without a cost handle: aten::logcumsumexp" in table.stdout
 
 
 def test_plugin_neck_run_all_comparison_suite_and_report(workspace):
