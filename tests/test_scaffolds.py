@@ -141,3 +141,37 @@ def test_flow_aligned_fpn_without_alignment_differences_is_fpn_layout():
     result = ours.load_state_dict(fpn.state_dict(), strict=False)
     assert result.unexpected_keys == []
     assert all(key.startswith("align.") for key in result.missing_keys)
+
+
+# The composed models are not in the every-paper-row tests (test_profiling, test_models_segmentation,
+# test_detection_models); these cover what composition adds: the SFNet neck in every scaffold, and every
+# built-in neck in the Semantic FPN scaffold.
+COVERED = [composed_name(scaffold, "sfnet", "r18") for scaffold in SCAFFOLDS] + [
+    composed_name("semantic_fpn", neck, "r18") for neck in ("fpn", "fapn", "fpt")
+]
+
+
+@pytest.mark.parametrize("name", COVERED)
+def test_composed_models_have_every_operator_counted(name):
+    from alignbench.bench.profiling import build_for_profiling, count_flops
+
+    size = (64, 128)
+    complexity = count_flops(build_for_profiling(name, size), size)
+    assert complexity.uncounted_ops == {}
+    assert complexity.macs > 0 and complexity.params == models.measured_params(name)
+
+
+def test_sfnet_neck_trains_in_the_semantic_and_detection_scaffolds():
+    torch.manual_seed(0)
+    segmenter = models.build("semantic_fpn_sfnet_r18", num_classes=5, neck_channels=32, head_channels=32).train()
+    losses = segmenter.loss(torch.rand(2, 3, 64, 128), torch.randint(0, 5, (2, 64, 128)))
+    sum(losses.values()).backward()
+    for name, parameter in segmenter.neck.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+    detector = models.build("faster_rcnn_sfnet_r18", num_classes=3, neck_channels=32, min_size=64, max_size=128).train()
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 40.0, 30.0]]), "labels": torch.tensor([1])}]
+    losses = detector.loss([torch.rand(3, 64, 128)], targets)
+    total = sum(losses.values())
+    total.backward()
+    assert torch.isfinite(total)
+    assert detector.rcnn.backbone.neck.align["p2"].flow.weight.grad is not None
