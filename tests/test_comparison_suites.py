@@ -223,3 +223,16 @@ def test_comparison_suite_defaults_and_command_line_overrides(tmp_path):
     # a paper suite cannot take comparison fields, a comparison suite cannot take a paper table
     with pytest.raises(UserError, match="a comparison suite field"):
         load_suite(_write(tmp_path, "paperish", textwrap.dedent(BASE.format(name="paperish")).replace("task:", "paper: FaPN\ntable: Table 1\ntask:")))
+
+
+def test_the_readme_plugin_works_as_printed(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme.split("A complete plugin,\n`myneck.py`:\n\n```python\n")[1].split("```")[0]
+    assert len([line for line in code.splitlines() if line.strip()]) <= 12  # with the 3 commands: 15 lines or fewer
+    (tmp_path / "myneck.py").write_text(code)
+    env = {k: v for k, v in os.environ.items() if k != "ALIGNBENCH_PLUGINS"}
+    result = run_cli("--plugin", tmp_path / "myneck.py", "models", "--task", "semantic", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert {"semantic_fpn_myneck_r18", "pointrend_myneck_r101"} <= {row["name"] for row in json.loads(result.stdout)}
