@@ -281,7 +281,7 @@ def difference_table(suite, paper, results: SuiteResults) -> Table | None:
         rows.append(cells)
     notes = [f"Row minus {paper_rows[base].method}, in points. Images: paired bootstrap percentile interval (1000 resamples, "
              "generator seed 0); seeds: mean of the per-seed differences with its Student-t interval (needs 2+ seeds). "
-             "†: the interval includes zero; '-': no per-image statistics stored for this metric (e.g. COCO AP)."]
+             "†: the interval includes zero; '-': no per-image statistics stored for this metric (e.g. APs, SQ, iIoU)."]
     return Table(title=f"{suite.title}: differences to {paper_rows[base].method}", header=header, rows=rows, footnotes=notes)
 
 

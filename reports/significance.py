@@ -9,7 +9,9 @@ metric on any resample of the images (alignbench.metrics.statistics):
 - `seed_interval`: the per-seed differences (row - baseline, seed by seed) with their Student-t interval.
 - `significantly_best`: the row whose bootstrap interval against every other row lies entirely on the better
   side of zero; None when no row is.
-Metrics without per-image statistics (COCO AP here, parameters, GMACs, speed) get no bootstrap interval.
+COCO AP, AP50 and AP75 (boxes, masks) are recomputed from COCOeval's stored per-image matches
+(metrics.statistics.coco_average_precision). Metrics without per-image statistics (APs / APm / APl, SQ, RQ,
+iIoU, parameters, GMACs, speed) get no bootstrap interval.
 """
 
 from __future__ import annotations
@@ -31,11 +33,19 @@ METHOD_FOOTNOTE = (
 )
 
 _PANOPTIC = {"PQ": None, "PQ_th": True, "PQ_st": False}
+_COCO_IOU = {"AP": None, "AP50": 0.5, "AP75": 0.75}
+
+
+def _coco_metric(metric: str) -> tuple[str, float | None] | None:
+    """("bbox" | "segm", IoU threshold or None for 0.50:0.95) of AP / AP50 / AP75 keys, else None."""
+    name, _, iou_type = metric.rpartition("_")
+    return (iou_type, _COCO_IOU[name]) if name in _COCO_IOU and iou_type in ("bbox", "segm") else None
 
 
 def supports(metric: str) -> bool:
     """Whether per-image statistics give `metric` on a resample."""
-    return metric == "mIoU" or metric.startswith("band_") and metric != "band_mean" or metric in _PANOPTIC
+    return (metric == "mIoU" or metric.startswith("band_") and metric != "band_mean" or metric in _PANOPTIC
+            or _coco_metric(metric) is not None)
 
 
 def _semantic_statistic(metric: str, bands: Sequence[int]):
@@ -64,6 +74,12 @@ def per_image(metric: str, runs: Sequence[Mapping[str, np.ndarray]]) -> tuple[np
 
 
 def _scorer(metric: str, runs: Sequence[Mapping[str, np.ndarray]]):
+    coco = _coco_metric(metric)
+    if coco is not None:
+        iou_type, iou = coco
+        if f"{iou_type}_image_ids" not in runs[0]:
+            raise KeyError(f"no per-image matches for {metric}")
+        return stats.coco_scorer([stats.matches_from_arrays(run, f"{iou_type}_") for run in runs], iou)
     values, statistic, item_ndim = per_image(metric, runs)
     return stats.summed_scorer(values, statistic, item_ndim)
 
@@ -79,7 +95,7 @@ def difference(metric: str, baseline: Sequence[Mapping], row: Sequence[Mapping])
         return None
     try:
         interval = stats.bootstrap_difference(_scorer(metric, baseline), _scorer(metric, row), len(baseline[0]["index"]))
-    except KeyError:
+    except (KeyError, ValueError):  # no statistics for this metric, or image sets that do not pair
         return None
     scale = 100.0 if METRICS[metric].fraction else 1.0
     return stats.Interval(interval.estimate * scale, interval.low * scale, interval.high * scale, interval.confidence, interval.method)

@@ -116,10 +116,22 @@ class CocoEvaluator:
         return {"per_image": self.per_image}  # what travels between processes: not the ground truth
 
     def compute(self) -> dict:
+        """COCO results by iou type, each with COCOeval's per-image matches (`matches`, for `statistics`)."""
         from alignbench.metrics.coco import evaluate_coco
 
         results = [entry for index in sorted(self.per_image) for entry in self.per_image[index]]
-        return {iou_type: evaluate_coco(self.ground_truth, results, iou_type) for iou_type in self.iou_types}
+        self.results = {iou_type: evaluate_coco(self.ground_truth, results, iou_type, keep_matches=True) for iou_type in self.iou_types}
+        return self.results
+
+    def statistics(self) -> dict[str, np.ndarray]:
+        """After `compute`: COCOeval's per-image matches of each iou type (metrics.statistics.matches_to_arrays,
+        prefixed "bbox_" / "segm_"), from which AP is recomputed on any resample of the images."""
+        from alignbench.metrics.statistics import matches_to_arrays
+
+        arrays: dict[str, np.ndarray] = {"index": np.asarray(sorted(self.per_image), np.int64)}
+        for iou_type, result in getattr(self, "results", {}).items():  # computed on rank 0 only
+            arrays.update(matches_to_arrays(result.matches, f"{iou_type}_"))
+        return arrays
 
 
 class PanopticEvaluator:
