@@ -307,11 +307,12 @@ def class_iou_table(suite, paper, results: SuiteResults) -> Table | None:
 # --- figures ---------------------------------------------------------------------------------------------
 
 
-def _save(figure, directory: Path, name: str) -> Path:
+def _save(figure, directory: Path, name: str, pdf: bool = True) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     png = directory / f"{name}.png"
     figure.savefig(png, dpi=120, bbox_inches="tight")
-    figure.savefig(directory / f"{name}.pdf", bbox_inches="tight")
+    if pdf:
+        figure.savefig(directory / f"{name}.pdf", bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(figure)
@@ -411,7 +412,7 @@ def _confusion_figure(key: str, stored: dict, suite, paper, results: SuiteResult
     method = next((row.method for row in paper.rows if row.key == key), key)
     figure = confusion_figure(stored["confusion"], [str(name) for name in stored["classes"]],
                               title=f"{suite.title}: {method} (seed {min(results.statistics[key])})")
-    return _save(figure, directory, f"{suite.name}_{key}_confusion")
+    return _save(figure, directory, f"{suite.name}_{key}_confusion", pdf=False)  # one per row: PNG only, to keep reports fast
 
 
 # --- writing ---------------------------------------------------------------------------------------------
