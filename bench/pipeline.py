@@ -32,6 +32,7 @@ from torch import nn
 
 from alignbench.bench import distributed, provenance
 from alignbench.bench.errors import UserError
+from alignbench.bench.evaluation.loop import STATISTICS_KEY
 from alignbench.bench.recipes import Budget, TrainConfig, training_config
 from alignbench.bench.recipes import budget as get_budget
 from alignbench.bench.tasks import DataSource, task_runner
@@ -67,6 +68,8 @@ class Outcome:
     finished_at: str
     duration_s: float  # from the start of the pipeline's run (training included) to the end of this evaluation
     code: dict = field(default_factory=dict)  # provenance.code_identity of the model as trained
+    statistics: dict | None = None  # per-image statistics of the accuracy metrics (bench.evaluation.loop.STATISTICS_KEY)
+    training_log: Path | None = None  # the run's train_log.jsonl (kept after a smoke budget deletes the weights)
 
 
 def now() -> str:
@@ -214,11 +217,28 @@ class Pipeline:
                     accuracy[evaluation.eval_size] = self.runner.evaluate(model, self.device, self.budget, evaluation.eval_size,
                                                                           progress=self.progress)
                 metrics.update(accuracy[evaluation.eval_size])
+            statistics = metrics.pop(STATISTICS_KEY, None)
             if distributed.is_main():
                 metrics.update(self._complexity(model, evaluation, wanted, complexity_cache))
-            yield Outcome(metrics, started_at, now(), time.perf_counter() - begin, self.code)
+            yield Outcome(metrics, started_at, now(), time.perf_counter() - begin, self.code, statistics,
+                          self._keep_training_log(checkpoint_root))
         if self.train_model and checkpoint_root is not None and not self.budget.keep_weights and distributed.is_main():
             shutil.rmtree(self.checkpoint_dir(checkpoint_root), ignore_errors=True)
+
+    def _keep_training_log(self, checkpoint_root: Path | None) -> Path | None:
+        """A copy of the run's train_log.jsonl under `checkpoint_root`/logs/ (outside the checkpoint folder that
+        a smoke budget deletes), or None when this pipeline did not train."""
+        if not self.train_model or checkpoint_root is None or not distributed.is_main():
+            return None
+        log_file = self.checkpoint_dir(checkpoint_root) / "train_log.jsonl"
+        if not log_file.is_file():
+            return None
+        kept = Path(checkpoint_root) / "logs" / f"{self.name}-{self.training_key}.jsonl"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        temporary = kept.with_name(f".{kept.name}.tmp")
+        shutil.copyfile(log_file, temporary)
+        temporary.replace(kept)
+        return kept
 
     def _complexity(self, model: nn.Module, evaluation: Evaluation, wanted: set[str], cache) -> dict:
         """Params and GMACs (cached per model, size and code identity in `cache`, a ResultsStore) and speed."""

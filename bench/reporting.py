@@ -22,19 +22,24 @@ def write_report(
     `budget` picks which results to show (default: the budget of the most recent result). Results superseded
     by ones of newer code are not shown.
     """
-    from alignbench.reports.paper import paper_table
     from alignbench.reports.report import collect, render_report
 
+    sections = []
     with ResultsStore(results_path, create=False) as store:
         everything = store.records()
-    records = [record for record in everything if not record.superseded]
-    if budget is None and records:
-        budget = records[-1].budget
-    sections = []
-    for suite in suites if suites is not None else load_suites():
-        results = collect(records, suite.name, budget)
-        note = BUDGETS[results.budget].note if results.budget in BUDGETS else ""
-        sections.append((suite, paper_table(suite.paper, suite.table), results, note))
+        records = [record for record in everything if not record.superseded]
+        if budget is None and records:
+            budget = records[-1].budget
+        for suite in suites if suites is not None else load_suites():
+            results = collect(records, suite.name, budget)
+            if suites is None and suite.is_comparison and not results.seeds:
+                continue  # a comparison suite nobody ran (e.g. the shipped template) stays out of the default report
+            for (row, seed), record_id in results.record_ids.items():  # per-image statistics, for the intervals
+                stored = store.statistics(record_id)
+                if stored is not None:
+                    results.statistics.setdefault(row, {})[seed] = stored
+            note = BUDGETS[results.budget].note if results.budget in BUDGETS else ""
+            sections.append((suite, suite.reference_table(), results, note))
     superseded = len(everything) - len(records)
     title = (f"Results: `{results_path}`; budget: {budget or '-'}; {len(records)} stored entries"
              + (f" ({superseded} more superseded by results of newer code, not shown)" if superseded else "") + ".")

@@ -12,9 +12,13 @@ commit, torch / CUDA / GPU, device, start and end time.
 Complexity figures (parameters, MACs at an input size) are deterministic for one model definition and
 cached in their own table, keyed by model, size and code identity.
 
-Schema versions: 1 had no setup hash, code columns or superseded flag; a store of schema 1 is migrated in
-place when opened for writing (one transaction, every row kept: its setup hash is its config hash, which then
-covered the experiment only); readers read it as it is.
+Per-image statistics (what the report's bootstrap intervals resample: bench.evaluation.loop `statistics()`)
+are one compressed npz blob per result in the `statistics` table, read only when asked for (`statistics`).
+
+Schema versions: 1 had no setup hash, code columns or superseded flag; 2 had no statistics table. An older
+store is migrated in place when opened for writing (one transaction, every row kept: a schema-1 row's setup
+hash is its config hash, which then covered the experiment only; older rows have no statistics); readers read
+it as it is.
 A file that is not an alignbench store (another SQLite database, or not SQLite at all) or a damaged one
 (`PRAGMA integrity_check` when the store is opened) is refused with a clear error and never written to.
 Readers (`report`, `results`) open the store read-only and also work on read-only media and full disks.
@@ -37,7 +41,7 @@ from alignbench.bench.io import to_jsonable
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x41424E43  # "ABNC": PRAGMA application_id marks our databases
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -75,6 +79,17 @@ CREATE TABLE IF NOT EXISTS complexity (
     figures TEXT NOT NULL,
     PRIMARY KEY (model, height, width, code)
 );
+CREATE TABLE IF NOT EXISTS statistics (
+    result_id INTEGER PRIMARY KEY REFERENCES results (id),
+    npz BLOB NOT NULL
+);
+"""
+
+_MIGRATE_2_TO_3 = """
+CREATE TABLE IF NOT EXISTS statistics (
+    result_id INTEGER PRIMARY KEY REFERENCES results (id),
+    npz BLOB NOT NULL
+)
 """
 
 # schema 1 -> 2, in one transaction; rows of schema 1 keep their numbers and get their setup hash
@@ -125,6 +140,8 @@ class ResultRecord:
     model_fingerprint: str | None = None  # bench.provenance.model_fingerprint of the model it measured
     superseded: bool = False  # a newer result of the same experiment, made by other code, replaces it
     id: int | None = field(default=None, compare=False)
+    # per-image statistics (name -> numpy array), stored in the statistics table; not loaded by `records()`
+    statistics: dict | None = field(default=None, compare=False, repr=False)
 
 
 class ResultsStore:
@@ -233,6 +250,8 @@ class ResultsStore:
             if version < 2:
                 for statement in _MIGRATE_1_TO_2.strip().split(";"):
                     connection.execute(statement)
+            if version < 3:
+                connection.execute(_MIGRATE_2_TO_3)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _initialise(self) -> None:
@@ -273,7 +292,7 @@ class ResultsStore:
         The other results of the same experiment (suite, row, seed, setup hash), made by other code, are
         marked superseded in the same transaction.
         """
-        values = {key: value for key, value in record.__dict__.items() if key != "id"}
+        values = {key: value for key, value in record.__dict__.items() if key not in ("id", "statistics")}
         values["setup_hash"] = record.setup_hash or record.config_hash
         values["superseded"] = int(record.superseded)
         values["config"] = json.dumps(to_jsonable(values["config"]), sort_keys=True)
@@ -284,9 +303,23 @@ class ResultsStore:
             cursor = connection.execute(
                 f"INSERT OR IGNORE INTO results ({columns}) VALUES ({placeholders})", values
             )
+            if cursor.rowcount == 1 and record.statistics:
+                connection.execute("INSERT INTO statistics (result_id, npz) VALUES (?, ?)", (cursor.lastrowid, _to_npz(record.statistics)))
             if cursor.rowcount == 1 and not record.superseded:
                 self._supersede_others(connection, record.suite, record.row, record.seed, values["setup_hash"], record.config_hash)
             return cursor.rowcount == 1
+
+    def statistics(self, result_id: int) -> dict | None:
+        """The per-image statistics stored with a result (name -> numpy array), None when it has none."""
+        if self._schema_version() < 3:
+            return None
+        row = self._connection.execute("SELECT npz FROM statistics WHERE result_id = ?", (result_id,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return _from_npz(row[0])
+        except (ValueError, OSError, EOFError) as error:
+            raise UserError(f"{self.path}: damaged statistics of entry id {result_id} ({error}); left untouched") from None
 
     @staticmethod
     def _supersede_others(connection, suite: str, row: str, seed: int, setup_hash: str, config_hash: str) -> int:
@@ -348,6 +381,30 @@ class ResultsStore:
                 "INSERT OR REPLACE INTO complexity (model, height, width, code, figures) VALUES (?, ?, ?, ?, ?)",
                 (model, *size, code, json.dumps(to_jsonable(figures), sort_keys=True)),
             )
+
+
+def _to_npz(arrays: dict) -> bytes:
+    """Named numpy arrays as one compressed npz blob (no pickled objects)."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{name: np.asarray(value) for name, value in arrays.items()})
+    return buffer.getvalue()
+
+
+def _from_npz(blob: bytes) -> dict:
+    import io
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except zipfile.BadZipFile as error:
+        raise ValueError(str(error)) from None
 
 
 def load_results(path: str | Path):

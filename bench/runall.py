@@ -23,7 +23,7 @@ import logging
 import shutil
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ import torch
 from alignbench.bench import distributed, provenance
 from alignbench.bench.errors import UserError
 from alignbench.bench.pipeline import Evaluation, Outcome, Pipeline, random_init_warning
-from alignbench.bench.recipes import Budget, TrainConfig, training_config
+from alignbench.bench.recipes import NO_OVERRIDES, Budget, Overrides, TrainConfig, apply_overrides, training_config
 from alignbench.bench.recipes import budget as get_budget
 from alignbench.bench.results import ResultRecord, ResultsStore
 from alignbench.bench.suites import Suite, SuiteRow, load_suites
@@ -54,6 +54,7 @@ class Entry:
     eval_size: tuple[int, int] | None  # the row's stated input size, None: each image's own size
     flops_size: tuple[int, int]  # where GMACs are counted: the row's size, else the size the paper counts at
     pipeline: Pipeline  # builds, trains and evaluates the row's model (shared by entries with one training key)
+    overrides: Overrides = NO_OVERRIDES  # `--set` values (already applied to `train`, `budget` and `eval_size`)
 
     @property
     def training_key(self) -> str:
@@ -77,6 +78,7 @@ class Entry:
             "evaluation": {"version": EVALUATION_VERSION, "max_images": self.budget.eval_max_images,
                            "max_side": self.budget.eval_max_side, "timing_iterations": self.budget.timing_iterations},
             **self.pipeline.weights,
+            **({"overrides": self.overrides.to_json()} if self.overrides else {}),
         }
 
     @property
@@ -108,18 +110,20 @@ def weights_for(row: SuiteRow, given: Mapping[str, Path | str] | None) -> Path |
 
 
 def plan(
-    suites: list[Suite], sources: list[DataSource], budget_name: str, seeds: list[int], device: str = "cpu", progress: bool = False,
+    suites: list[Suite], sources: list[DataSource], budget_name: str, seeds: list[int] | None, device: str = "cpu", progress: bool = False,
     checkpoints: Mapping[str, Path | str] | None = None, backbone_weights: Mapping[str, Path | str] | None = None,
+    overrides: Overrides = NO_OVERRIDES,
 ) -> tuple[list[Entry], list[str]]:
     """All entries to run, and notes on suites no data source supports.
+
+    `seeds` None: each suite's own seeds (a comparison suite's `seeds`), else seed 0.
 
     `checkpoints` / `backbone_weights` map a model name (or "*", every row) to a weights file; a suite
     row's own `checkpoint:` comes first.
     """
     from alignbench import models
-    from alignbench.reports.paper import paper_table
 
-    budget = get_budget(budget_name)
+    budget = replace(get_budget(budget_name), **overrides.budget)
     entries, skipped = [], []
     runners: dict[tuple, object] = {}  # one task runner per (task, data): its val split is read once
     pipelines: dict[tuple, Pipeline] = {}
@@ -129,16 +133,16 @@ def plan(
             skipped.append(f"{suite.name}: no {suite.task} data among --data")
             continue
         runner = runners.setdefault((suite.task, source), task_runner(suite.task, source))
-        rows = {row.key: row for row in paper_table(suite.paper, suite.table).rows}
+        rows = {row.key: row for row in suite.reference_table().rows}
         for row in suite.rows:
-            stated = row.input_size or rows[row.row].input_size
+            stated = overrides.evaluation.get("eval_size") or row.input_size or rows[row.row].input_size
             info = models.get_info(row.model)
             size = stated or info.input_size
             flops_size = stated or info.flops_input_size or info.input_size  # e.g. SFNet's GFLOPs at 1024 x 1024
-            train = training_config(suite.recipe, budget.name, row.train)
+            train, _ = apply_overrides(training_config(suite.recipe, budget.name, row.train), budget, overrides)
             checkpoint = row.checkpoint or weights_for(row, checkpoints)
             backbone = weights_for(row, backbone_weights)
-            for seed in seeds:
+            for seed in seeds if seeds is not None else (suite.seeds or [0]):
                 identity = (row.model, suite.task, source, train, seed, str(checkpoint), str(backbone))
                 if identity not in pipelines:
                     pipelines[identity] = Pipeline(
@@ -146,7 +150,7 @@ def plan(
                         train_model=checkpoint is None, device=device, progress=progress, runner=runner,
                     )
                 entries.append(Entry(suite, row, seed, source, budget, train, tuple(size), tuple(stated) if stated else None,
-                                     tuple(flops_size), pipelines[identity]))
+                                     tuple(flops_size), pipelines[identity], overrides))
     return entries, skipped
 
 
@@ -189,7 +193,7 @@ class SlurmOptions:
 def run_all(
     suites: list[str] | None = None,
     data: list[str] | None = None,
-    budget: str = "smoke",
+    budget: str | None = None,
     device: str | None = None,
     results: Path = Path("alignbench-output/results.sqlite"),
     seeds: list[int] | None = None,
@@ -201,6 +205,7 @@ def run_all(
     training_keys: Collection[str] | None = None,
     checkpoints: Mapping[str, Path | str] | None = None,
     backbone_weights: Mapping[str, Path | str] | None = None,
+    overrides: Overrides = NO_OVERRIDES,
 ) -> RunSummary:
     """Plan, skip what is done, train and evaluate the rest (here, or in Slurm jobs), write the report.
 
@@ -226,12 +231,16 @@ def run_all(
     out_dir = Path(out_dir) if out_dir else results.parent
     store = ResultsStore(results) if main else None  # only rank 0 touches the store
     chosen = load_suites(suites)
+    if not suites:  # the default run: the paper tables (comparison suites run when named by --suite)
+        chosen = [suite for suite in chosen if not suite.is_comparison]
+    budget, data = resolve_defaults(chosen, budget, data)
     with distributed.main_first():  # rank 0 generates the synthetic data, the others then find it
-        sources = resolve_data(data or ["synthetic"], progress=progress)
-    entries, skipped = plan(chosen, sources, budget, seeds or [0], device=device, progress=progress,
-                            checkpoints=checkpoints, backbone_weights=backbone_weights)
+        sources = resolve_data(data, progress=progress)
+    entries, skipped = plan(chosen, sources, budget, seeds, device=device, progress=progress,
+                            checkpoints=checkpoints, backbone_weights=backbone_weights, overrides=overrides)
     done = None
     if main:
+        write_resolved_config(results.parent / "resolved_config.json", entries, budget, data, seeds, overrides)
         done = [store.has(e.suite.name, e.row.row, e.seed, e.config_hash) for e in entries]
         for entry, complete in zip(entries, done):  # a result of this code is the current one (even after a return to older code)
             if complete:
@@ -255,7 +264,7 @@ def run_all(
     if launcher == "slurm":
         store.close()
         _submit_groups(groups, summary, slurm or SlurmOptions(), results, sources,
-                       suites=suites, budget=budget, device=requested_device, seeds=seeds or [0],
+                       suites=suites, budget=budget, device=requested_device, seeds=seeds,
                        checkpoints=_as_strings(checkpoints), backbone_weights=_as_strings(backbone_weights))
         if not (slurm or SlurmOptions()).wait:
             report = False
@@ -283,6 +292,45 @@ def run_all(
     return summary
 
 
+def write_resolved_config(path: Path, entries: list[Entry], budget: str, data: list[str], seeds: list[int] | None,
+                          overrides: Overrides) -> None:
+    """What this run runs, after budget, overrides and suite defaults (atomically, beside the results): per suite
+    its rows with their model, resolved recipe and seeds; the budget, data, overrides and loaded plugins."""
+    import os
+
+    from alignbench.bench.io import write_json_atomic
+    from alignbench.bench.plugins import ENVIRONMENT_VARIABLE
+
+    suites: dict[str, dict] = {}
+    for entry in entries:
+        suite = suites.setdefault(entry.suite.name, {"file": str(entry.suite.path), "task": entry.suite.task, "recipe": entry.suite.recipe,
+                                                     "metrics": list(entry.suite.metrics), "baseline": entry.suite.baseline_row, "rows": {}})
+        row = suite["rows"].setdefault(entry.row.row, {"model": entry.row.model, "train": entry.train.to_json(), "seeds": [],
+                                                       "input_size": list(entry.input_size), "config_hashes": {}})
+        row["seeds"].append(entry.seed)
+        row["config_hashes"][str(entry.seed)] = entry.config_hash
+    plugins = [spec for spec in os.environ.get(ENVIRONMENT_VARIABLE, "").split(os.pathsep) if spec.strip()]
+    budget_used = entries[0].budget if entries else get_budget(budget)
+    write_json_atomic(path, {"budget": asdict(budget_used), "data": sorted({x.source.description for x in entries}) or data,
+                             "seeds": seeds, "overrides": overrides.to_json(), "plugins": plugins, "suites": suites})
+
+
+def resolve_defaults(suites: list[Suite], budget: str | None, data: list[str] | None) -> tuple[str, list[str]]:
+    """The budget and data of a run: the command line's, else the suites' own defaults (comparison suites
+    may state them; chosen suites that state different ones need the option), else smoke / synthetic."""
+    if budget is None:
+        stated = sorted({suite.budget for suite in suites if suite.budget})
+        if len(stated) > 1:
+            raise UserError(f"--budget: the chosen suites state different budgets ({', '.join(stated)}); pass --budget")
+        budget = stated[0] if stated else "smoke"
+    if not data:
+        stated_data = sorted({suite.data for suite in suites if suite.data})
+        if len(stated_data) > 1:
+            raise UserError("--data: the chosen suites state different data; pass --data")
+        data = list(stated_data[0]) if stated_data else ["synthetic"]
+    return budget, data
+
+
 def _as_strings(weights: Mapping[str, Path | str] | None) -> dict[str, str] | None:
     return None if weights is None else {key: str(Path(path).resolve()) for key, path in weights.items()}
 
@@ -296,7 +344,7 @@ def _run_group(group: list[Entry], store: ResultsStore | None, device: str, chec
     """
     pipeline = group[0].pipeline
     outcomes = pipeline.outcomes([entry.evaluation for entry in group], checkpoint_root, complexity_cache=store)
-    for entry, outcome in zip(group, outcomes):
+    for outcome, entry in zip(outcomes, group):  # outcomes first: its generator then runs its clean-up (smoke weights)
         if store is not None:
             store.add(_record(entry, outcome, device))
 
@@ -397,4 +445,5 @@ def _record(entry: Entry, outcome: Outcome, device: str) -> ResultRecord:
         metrics=outcome.metrics, started_at=outcome.started_at, finished_at=outcome.finished_at, duration_s=outcome.duration_s,
         device=device, git_commit=provenance.git_commit(), torch=torch.__version__, cuda=torch.version.cuda, gpu=gpu,
         setup_hash=entry.setup_hash, code_version=outcome.code["version"], model_fingerprint=outcome.code["model"],
+        statistics=outcome.statistics,
     )

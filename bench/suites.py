@@ -1,4 +1,6 @@
-"""Suites: declarative YAML files (bench/suites/*.yaml), one per paper table to mirror.
+"""Suites: declarative YAML files (bench/suites/*.yaml): paper tables to mirror, and comparison suites.
+
+A paper suite mirrors one table of a paper:
 
     suite: fapn_table1            # the file's stem
     paper: FaPN                   # reports/paper/<paper>.yaml holds the reference numbers
@@ -14,10 +16,27 @@
       - {row: fapn_r50, model: pointrend_fapn_r50, train: {iterations: 90000}, input_size: [1024, 2048]}
       - {row: fapn_r101, model: pointrend_fapn_r101, checkpoint: weights/fapn_r101.pth}  # evaluated, not trained
 
-Each row names a registered model and a row of the paper's table; the data come from `run-all --data`,
-the budget from `--budget`. A row's `checkpoint` (a path, relative to the suite file's folder) holds trained
-weights: the row is evaluated with them instead of trained. Errors name the file, the line and the field,
-and exit with status 2.
+A comparison suite has no paper and no table: arbitrary rows (any registered or composed model, e.g. a
+plugin's `semantic_fpn_myneck_r18`), a baseline row, and defaults for seeds, budget and data that the
+command line overrides (bench/suites/compare_alignment_r18.yaml is the template):
+
+    suite: compare_alignment_r18
+    title: FPN vs FaPN vs SFNet alignment (Semantic FPN, ResNet-18)
+    task: semantic
+    recipe: fapn_semantic
+    metrics: [mIoU, band_3, band_5, band_8, band_12]
+    baseline: fpn                 # each row's difference to this row, with confidence intervals
+    seeds: [0, 1, 2]
+    budget: smoke                 # optional
+    data: [synthetic]             # optional
+    rows:
+      - {row: fpn, model: semantic_fpn_fpn_r18}
+      - {model: semantic_fpn_fapn_r18}          # row defaults to the model name
+
+Each row names a registered model; the data come from `run-all --data` (else the suite's `data`), the budget
+from `--budget` (else the suite's). A row's `checkpoint` (a path, relative to the suite file's folder) holds
+trained weights: the row is evaluated with them instead of trained. Fields and types are checked with pydantic
+before anything runs; every error names the file, the line and the field, and exits with status 2.
 """
 
 from __future__ import annotations
@@ -25,19 +44,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alignbench.bench.errors import UserError
 from alignbench.metrics.vocabulary import TASKS, of_evaluators, task_metrics
 
-_SUITE_FIELDS = {"suite", "paper", "table", "title", "task", "recipe", "metrics", "compare", "rows", "note"}
-_ROW_FIELDS = {"row", "model", "train", "input_size", "checkpoint", "note"}
+COMPARE_KINDS = ("reference", "baseline", "pairs")
 
 
 @dataclass(frozen=True)
 class SuiteRow:
-    row: str  # key of the paper's row
+    row: str  # key of the paper's row (a comparison suite: the row's name)
     model: str
     train: dict = field(default_factory=dict)  # recipe overrides
     input_size: tuple[int, int] | None = None  # for params / GMACs / speed (default: the model's)
@@ -48,8 +68,8 @@ class SuiteRow:
 @dataclass(frozen=True)
 class Suite:
     name: str
-    paper: str
-    table: str
+    paper: str | None  # None: a comparison suite
+    table: str | None
     title: str
     task: str
     recipe: str
@@ -58,11 +78,80 @@ class Suite:
     compare: dict
     path: Path
     note: str = ""
+    seeds: tuple[int, ...] | None = None  # defaults of a comparison suite (the command line overrides them)
+    budget: str | None = None
+    data: tuple[str, ...] | None = None
+
+    @property
+    def is_comparison(self) -> bool:
+        """A comparison suite: rows of the user's choosing, no paper numbers."""
+        return self.paper is None
+
+    @property
+    def baseline_row(self) -> str | None:
+        """The row every other row is compared with (a paper suite's reference or baseline row)."""
+        return self.compare.get("baseline") or self.compare.get("reference")
 
     def metric_kinds(self) -> tuple[set[str], set[str]]:
         """(accuracy metrics, complexity and speed metrics) this suite measures."""
         measured = of_evaluators(self.metrics, "complexity", "speed")
         return set(self.metrics) - measured, measured
+
+    def reference_table(self):
+        """The table the report mirrors: the paper's, or for a comparison suite one without paper values
+        (method: the model's registry row, e.g. "FaPN / Semantic FPN R18")."""
+        from alignbench.reports.paper import PaperColumn, PaperRow, PaperTable, paper_table
+
+        if not self.is_comparison:
+            return paper_table(self.paper, self.table)
+        from alignbench import models
+
+        rows = []
+        for row in self.rows:
+            info = models.get_info(row.model)
+            rows.append(PaperRow(key=row.row, method=info.row or row.model, backbone=None, input_size=row.input_size,
+                                 ours=False, text="", values={}))
+        from alignbench.metrics.vocabulary import METRICS
+
+        columns = tuple(PaperColumn(key=metric, header=METRICS[metric].label) for metric in self.metrics)
+        return PaperTable(paper="", id=self.name, caption=self.title, dataset="", columns=columns, rows=tuple(rows),
+                          source=str(self.path))
+
+
+class _Schema(BaseModel):
+    """Strict types: no string for a number, no list for a string; unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _RowSchema(_Schema):
+    row: str | None = None  # required in paper suites (checked after the schema)
+    model: str
+    train: dict[str, Any] | None = None
+    input_size: list[int] | None = Field(default=None, min_length=2, max_length=2)
+    checkpoint: str | None = None
+    note: str = ""
+
+
+class _SuiteSchema(_Schema):
+    suite: str
+    paper: str | None = None
+    table: str | None = None
+    title: str | None = None
+    task: str
+    recipe: str
+    metrics: list[str] = Field(min_length=1)
+    compare: dict[str, Any] | None = None
+    baseline: str | None = None
+    seeds: list[int] | None = Field(default=None, min_length=1)
+    budget: str | None = None
+    data: list[str] | None = Field(default=None, min_length=1)
+    rows: list[_RowSchema] = Field(min_length=1)
+    note: str = ""
+
+
+_PAPER_ONLY = ("paper", "table", "compare")
+_COMPARISON_ONLY = ("baseline", "seeds", "budget", "data")
 
 
 class _Located:
@@ -92,109 +181,171 @@ class _Located:
             for index, item in enumerate(node.value):
                 self._index(item, where + (index,))
 
+    def line(self, where: tuple) -> int:
+        for end in range(len(where), -1, -1):
+            if where[:end] in self.lines:
+                return self.lines[where[:end]]
+        return 1
+
     def error(self, where: tuple, message: str) -> UserError:
-        line = self.lines.get(where) or self.lines.get(where[:-1]) or 1
         name = ".".join(str(part) for part in where) or "(file)"
-        return UserError(f"{self.path}:{line}: {name}: {message}")
+        return UserError(f"{self.path}:{self.line(where)}: {name}: {message}")
+
+    def schema_error(self, error: ValidationError, known: dict[tuple, tuple[str, ...]]) -> UserError:
+        """The first pydantic error as one line: file, line, field, problem (unknown keys list the known ones)."""
+        first = error.errors()[0]
+        where = tuple(first["loc"])
+        if first["type"] == "extra_forbidden":
+            fields = known.get(tuple(part for part in where[:-1] if not isinstance(part, int)), ())
+            return self.error(where, f"unknown field (known: {', '.join(fields)})")
+        if first["type"] == "missing":
+            return self.error(where[:-1], f"missing field {where[-1]!r}")
+        shown = first.get("input")
+        shown = repr(shown) if isinstance(shown, (str, int, float, bool)) or shown is None else type(shown).__name__
+        return self.error(where, f"{first['msg'][0].lower()}{first['msg'][1:]} (got {shown})")
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; undecodable bytes are an error naming the line."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"{path}: cannot read ({error.strerror or error})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})") from None
+
+
+def _train_overrides(doc: _Located, where: tuple, train: dict) -> dict:
+    """A row's recipe overrides, typed like TrainConfig's fields (strict: no strings for numbers)."""
+    import typing
+
+    from pydantic import TypeAdapter
+
+    from alignbench.bench.recipes import _POSITIVE, TrainConfig
+
+    types = typing.get_type_hints(TrainConfig)
+    checked = {}
+    for key, value in train.items():
+        if key not in types:
+            raise doc.error(where + (key,), f"unknown training option (known: {', '.join(sorted(types))})")
+        candidate = tuple(value) if isinstance(value, list) else value  # YAML has lists where TrainConfig has tuples
+        try:
+            checked[key] = TypeAdapter(types[key], config=ConfigDict(strict=True)).validate_python(candidate)
+        except ValidationError as error:
+            raise doc.error(where + (key,), f"{error.errors()[0]['msg']} (got {value!r})") from None
+        values = checked[key] if isinstance(checked[key], tuple) else (checked[key],)
+        if key in _POSITIVE and any(isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0 for v in values):
+            raise doc.error(where + (key,), f"must be positive (got {value!r})")
+    return checked
 
 
 def load_suite(path: str | Path) -> Suite:
-    """Parse and validate one suite file against the registry, the recipes and the paper numbers."""
+    """Parse and validate one suite file against the schema, the registry, the recipes and the paper numbers."""
     from alignbench import models
-    from alignbench.bench.recipes import RECIPES
+    from alignbench.bench.recipes import BUDGETS, RECIPES
     from alignbench.reports.paper import paper_table
 
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise UserError(f"{path}: cannot read ({error.strerror or error})") from None
-    doc = _Located(path, text)
+    doc = _Located(path, _read_text(path))
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error((), "expected a mapping of suite fields")
-    for key in data:
-        if key not in _SUITE_FIELDS:
-            raise doc.error((key,), f"unknown field (known: {', '.join(sorted(_SUITE_FIELDS))})")
-    for key in ("suite", "paper", "table", "task", "recipe", "metrics", "rows"):
-        if key not in data:
-            raise doc.error((), f"missing field {key!r}")
-    if data["suite"] != path.stem:
+    known = {(): tuple(_SuiteSchema.model_fields), ("rows",): tuple(_RowSchema.model_fields)}
+    try:
+        spec = _SuiteSchema.model_validate(data)
+    except ValidationError as error:
+        raise doc.schema_error(error, known) from None
+    comparison = spec.paper is None
+    if comparison:
+        for key in _PAPER_ONLY:
+            if key in data:
+                raise doc.error((key,), "a paper suite field: a comparison suite (no `paper`) has `baseline` instead")
+        if spec.table is not None:
+            raise doc.error(("table",), "a comparison suite has no paper table (give `title`, or add `paper`)")
+    else:
+        for key in _COMPARISON_ONLY:
+            if key in data:
+                raise doc.error((key,), f"a comparison suite field: paper suites take {key} from the command line")
+        if spec.table is None:
+            raise doc.error((), "missing field 'table'")
+    if spec.suite != path.stem:
         raise doc.error(("suite",), f"must equal the file name {path.stem!r}")
-    task = data["task"]
+    task = spec.task
     if task not in TASKS:
         raise doc.error(("task",), f"unknown task {task!r} (known: {', '.join(TASKS)})")
-    if data["recipe"] not in RECIPES:
-        raise doc.error(("recipe",), f"unknown recipe {data['recipe']!r} (known: {', '.join(RECIPES)})")
-    try:
-        table = paper_table(data["paper"], data["table"])
-    except ValueError as error:
-        raise doc.error(("table",), str(error)) from None
-    paper_rows = {row.key for row in table.rows}
-    metrics = data["metrics"]
-    if not isinstance(metrics, list) or not metrics:
-        raise doc.error(("metrics",), "expected a non-empty list")
+    if spec.recipe not in RECIPES:
+        raise doc.error(("recipe",), f"unknown recipe {spec.recipe!r} (known: {', '.join(RECIPES)})")
+    paper_rows: set[str] | None = None
+    if not comparison:
+        try:
+            paper_rows = {row.key for row in paper_table(spec.paper, spec.table).rows}
+        except ValueError as error:
+            raise doc.error(("table",), str(error)) from None
     allowed = set(task_metrics(task))
-    for index, metric in enumerate(metrics):
+    for index, metric in enumerate(spec.metrics):
         if metric not in allowed:
             raise doc.error(("metrics", index), f"{metric!r} is not a {task} metric (known: {', '.join(sorted(allowed))})")
+    if spec.budget is not None and spec.budget not in BUDGETS:
+        raise doc.error(("budget",), f"unknown budget {spec.budget!r} (known: {', '.join(BUDGETS)})")
+    for index, seed in enumerate(spec.seeds or []):
+        if seed < 0:
+            raise doc.error(("seeds", index), f"seeds must be non-negative (got {seed})")
     rows = []
-    if not isinstance(data["rows"], list) or not data["rows"]:
-        raise doc.error(("rows",), "expected a non-empty list of rows")
-    seen = set()
-    for index, row in enumerate(data["rows"]):
+    seen: set[str] = set()
+    for index, row in enumerate(spec.rows):
         where = ("rows", index)
-        if not isinstance(row, dict):
-            raise doc.error(where, "expected a mapping with 'row' and 'model'")
-        for key in row:
-            if key not in _ROW_FIELDS:
-                raise doc.error(where + (key,), f"unknown field (known: {', '.join(sorted(_ROW_FIELDS))})")
-        for key in ("row", "model"):
-            if key not in row:
-                raise doc.error(where, f"missing field {key!r}")
-        if row["row"] not in paper_rows:
-            raise doc.error(where + ("row",), f"{row['row']!r} is not a row of {data['paper']} {data['table']}")
-        if row["row"] in seen:
-            raise doc.error(where + ("row",), f"row {row['row']!r} appears twice")
-        seen.add(row["row"])
+        if row.row is None and not comparison:
+            raise doc.error(where, "missing field 'row'")
+        key = row.row if row.row is not None else row.model
+        if paper_rows is not None and key not in paper_rows:
+            raise doc.error(where + ("row",), f"{key!r} is not a row of {spec.paper} {spec.table}")
+        if key in seen:
+            raise doc.error(where + ("row",), f"row {key!r} appears twice")
+        seen.add(key)
         try:
-            info = models.get_info(row["model"])
+            info = models.get_info(row.model)
         except ValueError as error:
             raise doc.error(where + ("model",), str(error)) from None
         if info.task != task:
-            raise doc.error(where + ("model",), f"{row['model']!r} is a {info.task} model, the suite's task is {task}")
-        train = row.get("train") or {}
-        if not isinstance(train, dict):
-            raise doc.error(where + ("train",), "expected a mapping of recipe options")
-        from alignbench.bench.recipes import TrainConfig
-
-        for key in train:
-            if key not in TrainConfig.__dataclass_fields__:
-                raise doc.error(where + ("train", key), "unknown training option")
-        size = row.get("input_size")
-        if size is not None and not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise doc.error(where + ("model",), f"{row.model!r} is a {info.task} model, the suite's task is {task}")
+        train = _train_overrides(doc, where + ("train",), row.train or {})
+        if row.input_size is not None and any(v <= 0 for v in row.input_size):
             raise doc.error(where + ("input_size",), "expected [H, W] with positive integers")
-        checkpoint = row.get("checkpoint")
-        if checkpoint is not None:
-            if not isinstance(checkpoint, str) or not checkpoint.strip():
+        checkpoint = None
+        if row.checkpoint is not None:
+            if not row.checkpoint.strip():
                 raise doc.error(where + ("checkpoint",), "expected the path of a weights file")
-            checkpoint = (path.parent / Path(checkpoint).expanduser()).resolve()  # relative: to the suite file's folder
+            checkpoint = (path.parent / Path(row.checkpoint).expanduser()).resolve()  # relative: to the suite file's folder
             if not checkpoint.is_file():
                 raise doc.error(where + ("checkpoint",), f"{checkpoint}: file not found")
-        rows.append(SuiteRow(row["row"], row["model"], dict(train), tuple(size) if size else None, row.get("note", ""), checkpoint))
-    compare = data.get("compare") or {}
-    if not isinstance(compare, dict) or set(compare) - {"reference", "baseline", "pairs"} or len(compare) > 1:
-        raise doc.error(("compare",), "expected one of {reference: ROW}, {baseline: ROW} or {pairs: [[BASE, OURS], ...]}")
-    for kind in ("reference", "baseline"):
-        if kind in compare and compare[kind] not in seen:
-            raise doc.error(("compare", kind), f"{compare[kind]!r} is not one of the suite's rows")
-    for index, pair in enumerate(compare.get("pairs", [])):
-        if not (isinstance(pair, list) and len(pair) == 2 and all(key in seen for key in pair)):
-            raise doc.error(("compare", "pairs", index), "expected [BASE_ROW, OURS_ROW] naming the suite's rows")
+        rows.append(SuiteRow(key, row.model, train, tuple(row.input_size) if row.input_size else None, row.note, checkpoint))
+    if comparison:
+        if spec.baseline is None:
+            raise doc.error((), "missing field 'baseline' (the row the others are compared with)")
+        if spec.baseline not in seen:
+            raise doc.error(("baseline",), f"{spec.baseline!r} is not one of the suite's rows ({', '.join(seen)})")
+        compare: dict = {"baseline": spec.baseline}
+    else:
+        compare = spec.compare or {}
+        if set(compare) - set(COMPARE_KINDS) or len(compare) > 1:
+            raise doc.error(("compare",), "expected one of {reference: ROW}, {baseline: ROW} or {pairs: [[BASE, OURS], ...]}")
+        for kind in ("reference", "baseline"):
+            if kind in compare and compare[kind] not in seen:
+                raise doc.error(("compare", kind), f"{compare[kind]!r} is not one of the suite's rows")
+        pairs = compare.get("pairs", [])
+        if not isinstance(pairs, list):
+            raise doc.error(("compare", "pairs"), "expected a list of [BASE_ROW, OURS_ROW]")
+        for index, pair in enumerate(pairs):
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(k, str) and k in seen for k in pair)):
+                raise doc.error(("compare", "pairs", index), "expected [BASE_ROW, OURS_ROW] naming the suite's rows")
+    title = spec.title or (spec.suite if comparison else f"{spec.paper} {spec.table}")
     return Suite(
-        name=data["suite"], paper=data["paper"], table=data["table"], title=data.get("title", f"{data['paper']} {data['table']}"),
-        task=task, recipe=data["recipe"], metrics=tuple(metrics), rows=tuple(rows), compare=compare, path=path,
-        note=data.get("note", ""),
+        name=spec.suite, paper=spec.paper, table=spec.table, title=title, task=task, recipe=spec.recipe,
+        metrics=tuple(spec.metrics), rows=tuple(rows), compare=compare, path=path, note=spec.note,
+        seeds=tuple(spec.seeds) if spec.seeds else None, budget=spec.budget, data=tuple(spec.data) if spec.data else None,
     )
 
 
@@ -222,9 +373,20 @@ def load_suites(names: list[str] | None = None, directory: Path | None = None) -
     return [load_suite(path) for path in files]
 
 
+# The recipe of a model no built-in suite runs (a composed or plugin model): FaPN's schedule of its task, the
+# setting the composed scaffolds (models.scaffolds) come from.
+TASK_RECIPES = {"semantic": "fapn_semantic", "detection": "fapn_detection", "instance": "fapn_detection", "panoptic": "fapn_detection"}
+
+
 def default_recipe(model: str) -> str:
-    """The recipe of the first built-in suite that runs `model` (its paper's schedule)."""
+    """The recipe of the first built-in paper suite that runs `model` (its paper's schedule), else its task's
+    FaPN recipe (`TASK_RECIPES`)."""
+    from alignbench import models
+
     for suite in load_suites():
-        if any(row.model == model for row in suite.rows):
+        if not suite.is_comparison and any(row.model == model for row in suite.rows):
             return suite.recipe
-    raise UserError(f"no suite uses {model!r}, so it has no default recipe: pass --recipe")
+    try:
+        return TASK_RECIPES[models.get_info(model).task]
+    except ValueError as error:
+        raise UserError(str(error)) from None

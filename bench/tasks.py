@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from alignbench.bench.errors import UserError
@@ -91,14 +92,14 @@ class SemanticTask:
         """The vocabulary's semantic and boundary-band metrics on the val split (the budget's first images,
         downscaled to its longest side), plus per-class IoU for the figures and the image count."""
         from alignbench.bench.data.cityscapes import find_frames
-        from alignbench.bench.evaluation.loop import FrameDataset, SemanticEvaluator, run_inference, semantic_predictor
+        from alignbench.bench.evaluation.loop import STATISTICS_KEY, FrameDataset, SemanticEvaluator, run_inference, semantic_predictor
 
         frames = find_frames(self.source.root, "val")
         if budget.eval_max_images:
             frames = frames[: budget.eval_max_images]
         (evaluator,) = run_inference(model, FrameDataset(frames), semantic_predictor(input_size, budget.eval_max_side),
                                      [SemanticEvaluator()], device, progress)
-        return semantic_metrics(evaluator.compute())
+        return {**semantic_metrics(evaluator.compute()), STATISTICS_KEY: evaluator.statistics()}
 
 
 def semantic_metrics(result) -> dict:
@@ -239,7 +240,7 @@ class DetectionTask:
     def evaluate(self, model, device: str, budget: Budget, input_size=None, progress: bool = False) -> dict:
         """Box (and, for instance segmentation, mask) AP on the val split (the budget's first images)."""
         from alignbench.bench.evaluation.detection import compute_on_main
-        from alignbench.bench.evaluation.loop import CocoEvaluator, detector_predictor, run_inference
+        from alignbench.bench.evaluation.loop import STATISTICS_KEY, CocoEvaluator, detector_predictor, run_inference
 
         dataset = first_images(self.val(), budget.eval_max_images)
         iou_types = ("bbox", "segm") if self.task == "instance" else ("bbox",)
@@ -247,7 +248,8 @@ class DetectionTask:
                                      device, progress, "detection eval")
         results = compute_on_main(evaluator)
         outputs = {"coco": {iou_type: result.to_json() for iou_type, result in results.items()}}
-        return vocabulary.extract(outputs, vocabulary.task_metrics(self.task))
+        metrics = vocabulary.extract(outputs, vocabulary.task_metrics(self.task))
+        return {**metrics, STATISTICS_KEY: {"kind": np.array("coco"), **evaluator.statistics()}} if results else metrics
 
 
 class PanopticTask:
@@ -288,7 +290,7 @@ class PanopticTask:
         """PQ, SQ, RQ, PQ (things / stuff) and, when the split has an instances JSON, box AP against it."""
         from alignbench.bench.data.coco import load_json
         from alignbench.bench.evaluation.detection import compute_on_main
-        from alignbench.bench.evaluation.loop import CocoEvaluator, PanopticEvaluator, detector_predictor, run_inference
+        from alignbench.bench.evaluation.loop import STATISTICS_KEY, CocoEvaluator, PanopticEvaluator, detector_predictor, run_inference
 
         dataset = first_images(self.val(), budget.eval_max_images)
         evaluators = [PanopticEvaluator(dataset)]
@@ -298,9 +300,13 @@ class PanopticTask:
             evaluators.append(CocoEvaluator(ground_truth, dataset.things, ("bbox",)))
         evaluators = run_inference(model, dataset, detector_predictor, evaluators, device, progress, "panoptic eval")
         outputs = {"panoptic": evaluators[0].compute().to_json()}
+        statistics = evaluators[0].statistics()
         if len(evaluators) > 1:
-            outputs["coco"] = {"bbox": compute_on_main(evaluators[1])["bbox"].to_json()}
-        return vocabulary.extract(outputs, vocabulary.task_metrics("panoptic"))
+            boxes = compute_on_main(evaluators[1])
+            outputs["coco"] = {"bbox": boxes["bbox"].to_json()}
+            if boxes:
+                statistics.update({key: value for key, value in evaluators[1].statistics().items() if key != "index"})
+        return {**vocabulary.extract(outputs, vocabulary.task_metrics("panoptic")), STATISTICS_KEY: statistics}
 
 
 def _with_detector_options(options: dict, budget: Budget | None) -> dict:

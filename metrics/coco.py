@@ -27,7 +27,7 @@ import io
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,9 @@ class CocoResult:
     stats: tuple[float, ...]
     n_images: int
     n_detections: int
+    # COCOeval's per-image matches (metrics.statistics.coco_matches; pycocotools backend only): AP on any
+    # resample of the images, for bootstrap intervals
+    matches: Any = field(default=None, repr=False, compare=False)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -397,11 +400,13 @@ def evaluate_coco(
     detections: Sequence[Mapping[str, Any]],
     iou_type: str = "bbox",
     backend: str = "pycocotools",
+    keep_matches: bool = False,
 ) -> CocoResult:
-    """COCO AP of `detections` against `gt` (a COCO instances dict, or a pycocotools COCO object)."""
+    """COCO AP of `detections` against `gt` (a COCO instances dict, or a pycocotools COCO object); with
+    `keep_matches` (pycocotools only) the result also holds COCOeval's per-image matches (`matches`)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    return _evaluate(gt, detections, iou_type, backend)
+    return _evaluate(gt, detections, iou_type, backend, keep_matches)
 
 
 def faster_coco_eval_for_comparison(
@@ -411,7 +416,7 @@ def faster_coco_eval_for_comparison(
     return _evaluate(gt, detections, iou_type, "faster-coco-eval")
 
 
-def _evaluate(gt, detections, iou_type: str, backend: str) -> CocoResult:
+def _evaluate(gt, detections, iou_type: str, backend: str, keep_matches: bool = False) -> CocoResult:
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
     dataset = gt if isinstance(gt, Mapping) else gt.dataset
@@ -428,14 +433,19 @@ def _evaluate(gt, detections, iou_type: str, backend: str) -> CocoResult:
     # COCOeval writes into annotations ('ignore', RLE conversion) and loadRes into detections: evaluate copies.
     dataset = {**dataset, "annotations": [dict(a) for a in dataset["annotations"]], "images": [dict(i) for i in dataset["images"]]}
     detections = [dict(d) for d in detections]
-    run = _run_pycocotools if backend == "pycocotools" else _run_faster_coco_eval
-    stats = run(dataset, detections, iou_type)
-    return CocoResult(iou_type, backend, tuple(float(s) for s in stats[:12]), len(dataset["images"]), len(detections))
+    if backend == "pycocotools":
+        stats, matches = _run_pycocotools(dataset, detections, iou_type, keep_matches)
+    else:
+        stats, matches = _run_faster_coco_eval(dataset, detections, iou_type), None
+    return CocoResult(iou_type, backend, tuple(float(s) for s in stats[:12]), len(dataset["images"]), len(detections), matches)
 
 
-def _run_pycocotools(dataset: dict, detections: list[dict], iou_type: str) -> np.ndarray:
+def _run_pycocotools(dataset: dict, detections: list[dict], iou_type: str, keep_matches: bool = False) -> tuple[np.ndarray, Any]:
+    """COCOeval's stats and, if asked, its per-image matches (metrics.statistics.coco_matches)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
+
+    from alignbench.metrics.statistics import coco_matches
 
     output = io.StringIO()
     with contextlib.redirect_stdout(output):  # pycocotools reports progress with print()
@@ -453,7 +463,7 @@ def _run_pycocotools(dataset: dict, detections: list[dict], iou_type: str) -> np
         evaluator.accumulate()
         evaluator.summarize()
     log.debug("pycocotools output:\n%s", output.getvalue())
-    return np.asarray(evaluator.stats)
+    return np.asarray(evaluator.stats), coco_matches(evaluator) if keep_matches else None
 
 
 def _run_faster_coco_eval(dataset: dict, detections: list[dict], iou_type: str) -> np.ndarray:

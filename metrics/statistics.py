@@ -316,3 +316,32 @@ def standard_deviation(values: Sequence[float]) -> float:
     """Sample standard deviation (ddof 1) of the non-NaN values; NaN with fewer than 2."""
     data = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
     return float(data.std(ddof=1)) if data.size >= 2 else math.nan
+
+
+def matches_to_arrays(matches: CocoMatches, prefix: str) -> dict[str, np.ndarray]:
+    """`matches` as flat numpy arrays under `prefix` (e.g. "bbox_"), for an npz file: the categories'
+    detections are concatenated, `<prefix>detections` holds each category's count."""
+    categories = matches.per_category
+    thresholds = len(matches.iou_thresholds)
+    return {
+        f"{prefix}image_ids": np.asarray(matches.image_ids),
+        f"{prefix}iou_thresholds": np.asarray(matches.iou_thresholds, np.float64),
+        f"{prefix}recall_thresholds": np.asarray(matches.recall_thresholds, np.float64),
+        f"{prefix}detections": np.asarray([c["image"].size for c in categories], np.int64),
+        f"{prefix}image": np.concatenate([c["image"] for c in categories] or [np.zeros(0, np.int64)]).astype(np.int64),
+        f"{prefix}tp": np.concatenate([c["tp"] for c in categories], axis=1) if categories else np.zeros((thresholds, 0), bool),
+        f"{prefix}fp": np.concatenate([c["fp"] for c in categories], axis=1) if categories else np.zeros((thresholds, 0), bool),
+        f"{prefix}gt": np.stack([c["gt"] for c in categories]) if categories else np.zeros((0, len(matches.image_ids)), np.int64),
+    }
+
+
+def matches_from_arrays(arrays, prefix: str) -> CocoMatches:
+    """The inverse of `matches_to_arrays`."""
+    bounds = np.concatenate([[0], np.cumsum(arrays[f"{prefix}detections"])])
+    categories = tuple(
+        {"image": arrays[f"{prefix}image"][start:end], "tp": arrays[f"{prefix}tp"][:, start:end],
+         "fp": arrays[f"{prefix}fp"][:, start:end], "gt": arrays[f"{prefix}gt"][k]}
+        for k, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]))
+    )
+    return CocoMatches(tuple(arrays[f"{prefix}image_ids"].tolist()), arrays[f"{prefix}iou_thresholds"],
+                       arrays[f"{prefix}recall_thresholds"], categories)

@@ -22,6 +22,7 @@ from alignbench.models.registry import (
     measured_params,
     register_model,
 )
+from alignbench.models.scaffolds import list_necks, register_neck
 from alignbench.models.segmentation import PyramidSegmenter, SegmentationModel
 
 load_families()
@@ -39,6 +40,8 @@ __all__ = [
     "count_parameters",
     "get_info",
     "list_models",
+    "list_necks",
     "measured_params",
     "register_model",
+    "register_neck",
 ]

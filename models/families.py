@@ -4,7 +4,9 @@ Each family is one package holding its modules, its model assembly and its regis
 - detection: Faster R-CNN, Mask R-CNN and Panoptic FPN on any neck (FaPN Tables 3, 5, 6; FPT Tables 1-3);
 - fapn: FaPN's semantic tables (FaPN and its FPN baselines with PointRend / Semantic-FPN heads, real-time FaPN);
 - fpt: FPT's semantic Table 4 (UFP and its transformers);
-- sfnet: SFNet Tables 1-4.
+- sfnet: SFNet Tables 1-4;
+- scaffolds: the built-in necks registered with `register_neck` and composed into every task scaffold with
+  every backbone (last, so that composed names that are paper rows find those rows registered).
 Shared pieces have modules of their own: backbones/, heads/ (common heads and losses), ops/, layers.py,
 fpn.py (the plain FPN neck), segmentation.py (the segmentation model base class and the
 backbone + neck + head assembly) and capture.py. The registry (registry.py) imports no family; this module
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 
-FAMILIES = ("detection", "fapn", "fpt", "sfnet")
+FAMILIES = ("detection", "fapn", "fpt", "sfnet", "scaffolds")
 
 
 def load_families() -> None:

@@ -145,6 +145,17 @@ def build(
     return model
 
 
+def get_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder registered under `name` (what `build` calls), e.g. to compare two entries."""
+    get_info(name)
+    return _REGISTRY[name][1]
+
+
+def is_registered(name: str) -> bool:
+    """Whether a model is registered under `name`."""
+    return name in _REGISTRY
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (trainable or not; buffers such as frozen BatchNorm statistics excluded)."""
     return sum(parameter.numel() for parameter in model.parameters())

@@ -646,3 +646,26 @@ def band_miou_figure(
             row["all pixels"] = miou[name]
         values[name] = row
     return comparison_bars(values, title=title, ylabel="mIoU (%)")
+
+
+def confusion_figure(confusion: Any, class_names: Sequence[str], *, title: str = "confusion matrix", normalize_rows: bool = True) -> Figure:
+    """A (K, K) confusion matrix (ground truth rows, predictions columns, counts) as a heat map; rows are
+    normalised to fractions of each ground-truth class (recall per cell) unless `normalize_rows` is False.
+    Rows of classes absent from the ground truth stay zero."""
+    matrix = np.asarray(confusion, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(class_names):
+        raise ValueError(f"confusion: expected a ({len(class_names)}, {len(class_names)}) matrix, got shape {matrix.shape}")
+    if normalize_rows:
+        totals = matrix.sum(axis=1, keepdims=True)
+        matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    size = 2.5 + 0.3 * len(class_names)
+    figure = Figure(figsize=(size, size * 0.9))
+    ax = figure.add_subplot()
+    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0 if normalize_rows else None)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(class_names)), class_names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    ax.set_title(title, fontsize=9)
+    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the class" if normalize_rows else "pixels")
+    return figure

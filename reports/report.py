@@ -54,6 +54,16 @@ class SuiteResults:
     timing: list[str]
     code: dict[str, str] = field(default_factory=dict)  # row -> the code that made its numbers
     random_init: bool = False  # some row's model was trained from random initialisation
+    by_seed: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)  # row -> metric -> seed -> value
+    record_ids: dict[tuple[str, int], int] = field(default_factory=dict)  # (row, seed) -> results store id
+    statistics: dict[str, dict[int, dict]] = field(default_factory=dict)  # row -> seed -> per-image arrays
+    class_iou_by_seed: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
+
+    def runs(self, key: str) -> list[dict]:
+        """The per-image statistics of a row, one per seed of the suite (empty unless every seed has them)."""
+        stored = self.statistics.get(key, {})
+        seeds = sorted({seed for (row, seed) in self.record_ids if row == key})
+        return [stored[seed] for seed in seeds] if seeds and all(seed in stored for seed in seeds) else []
 
 
 RANDOM_INIT_FOOTNOTE = ("Trained from random initialisation (no --backbone-weights or --checkpoint): the papers start "
@@ -80,12 +90,17 @@ def collect(records: Sequence, suite_name: str, budget: str | None) -> SuiteResu
     for record in mine:  # records come oldest first: later ones replace earlier ones
         latest[(record.row, record.seed)] = record
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    by_seed: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     class_iou: dict[str, dict[str, float]] = {}
+    class_iou_by_seed: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
     timing = set()
-    for (row, _), record in sorted(latest.items(), key=lambda item: item[0]):
+    for (row, seed), record in sorted(latest.items(), key=lambda item: item[0]):
         for metric, value in record.metrics.items():
             if isinstance(value, (int, float)) or value is None:
                 values[row][metric].append(math.nan if value is None else float(value))
+                by_seed[row][metric][seed] = math.nan if value is None else float(value)
+        if "class_IoU" in record.metrics:
+            class_iou_by_seed[row][seed] = record.metrics["class_IoU"]
         if "class_IoU" in record.metrics and row not in class_iou:
             class_iou[row] = record.metrics["class_IoU"]
         if "timing" in record.metrics:
@@ -104,6 +119,9 @@ def collect(records: Sequence, suite_name: str, budget: str | None) -> SuiteResu
         timing=sorted(timing),
         code={row: code_label(record) for (row, _), record in sorted(latest.items(), key=lambda item: item[0])},
         random_init=any("checkpoint" not in record.config and "backbone_weights" not in record.config for record in records_used),
+        by_seed={row: dict(metrics) for row, metrics in by_seed.items()},
+        record_ids={key: record.id for key, record in latest.items() if record.id is not None},
+        class_iou_by_seed=dict(class_iou_by_seed),
     )
 
 
@@ -116,8 +134,31 @@ def _difference(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
+def _significance(suite, keys: list[str], results: SuiteResults, baseline: str | None):
+    """Per accuracy metric with per-image statistics: the significantly best row, and each row's bootstrap
+    interval against `baseline` (reports.significance)."""
+    from alignbench.reports import significance
+
+    runs = {key: results.runs(key) for key in keys if key in {r.row for r in suite.rows}}
+    best: dict[str, str | None] = {}
+    against: dict[str, dict[str, object]] = defaultdict(dict)
+    for metric in suite.metrics:
+        if not significance.supports(metric):
+            continue
+        best[metric] = significance.significantly_best(metric, runs)
+        if baseline:
+            for key in runs:
+                if key != baseline:
+                    against[key][metric] = significance.difference(metric, runs.get(baseline, []), runs[key])
+    return best, against
+
+
 def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> Table:
-    """The mirrored table of one suite (see the module docstring); `suite` is a bench.suites.Suite."""
+    """The mirrored table of one suite (see the module docstring); `suite` is a bench.suites.Suite. A comparison
+    suite (no paper) has no paper columns."""
+    from alignbench.reports import significance
+
+    comparison = getattr(suite, "is_comparison", False)
     paper_rows = {row.key: row for row in paper.rows}
     run_rows = {row.row for row in suite.rows}
     keys = [row.key for row in paper.rows]  # every row of the paper's table, in its order
@@ -126,15 +167,30 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     header = ["method"] + (["backbone"] if has_backbone else [])
     for metric in suite.metrics:
         name = headers.get(metric, metric)
-        header += [f"{name} ours", f"{name} paper"]
+        header += [name] if comparison else [f"{name} ours", f"{name} paper"]
     reference = suite.compare.get("reference")  # FaPN style: (reference - row) on every row
     baseline = suite.compare.get("baseline")  # SFNet / FPT style: (row - baseline), none on the baseline
     measured_means = {key: {m: _mean(results.values.get(key, {}).get(m), m) for m in suite.metrics} for key in keys}
     paper_values = {key: {m: paper_rows[key].values.get(m) for m in suite.metrics} for key in keys}
-    best = {m: best_index(m, [measured_means[key][m] for key in keys]) for m in suite.metrics}
+    significant, against = _significance(suite, keys, results, reference or baseline)
+    # accuracy with per-image statistics: bold only the significantly best row; deterministic figures
+    # (parameters, GMACs) and speed keep the plain best; other accuracy metrics (no statistics) get no bold
+    best = {}
+    for metric in suite.metrics:
+        if metric in significant:
+            best[metric] = keys.index(significant[metric]) if significant[metric] else None
+        elif METRICS[metric].evaluator in ("complexity", "speed"):
+            best[metric] = best_index(metric, [measured_means[key][metric] for key in keys])
+        else:
+            best[metric] = None
     rows: list[list[Cell]] = []
     separators: set[int] = set()
     pair_after = {pair[1]: pair[0] for pair in suite.compare.get("pairs", [])}
+
+    def dagger(key: str, metric: str) -> str:
+        interval = against.get(key, {}).get(metric)
+        return "†" if interval is not None and interval.defined and not interval.excludes_zero else ""
+
     for index, key in enumerate(keys):
         source = paper_rows[key]
         method = source.method if key in run_rows else f"{source.method} (paper only)"
@@ -144,34 +200,41 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
             paper_value = paper_values[key][metric]
             paper_shown = paper_text(metric, paper_value)
             if reference:
-                measured += " " + signed(_difference(measured_means[reference][metric], measured_means[key][metric]), metric)
+                measured += " " + signed(_difference(measured_means[reference][metric], measured_means[key][metric]), metric) + dagger(key, metric)
                 paper_shown += " " + signed(_difference(paper_values[reference][metric], paper_value), metric)
             elif baseline and key != baseline:
-                measured += " " + signed(_difference(measured_means[key][metric], measured_means[baseline][metric]), metric)
+                measured += " " + signed(_difference(measured_means[key][metric], measured_means[baseline][metric]), metric) + dagger(key, metric)
                 paper_shown += " " + signed(_difference(paper_value, paper_values[baseline][metric]), metric)
-            cells += [Cell(measured.strip(), bold=best[metric] == index), Cell(paper_shown.strip())]
+            cells.append(Cell(measured.strip(), bold=best[metric] == index))
+            if not comparison:
+                cells.append(Cell(paper_shown.strip()))
         rows.append(cells)
         if key in pair_after:
             base = pair_after[key]
             line = [Cell("improvement")] + ([Cell("")] if has_backbone else [])
             for metric in suite.metrics:
-                line += [
-                    Cell(signed(_difference(measured_means[key][metric], measured_means[base][metric]), metric)),
-                    Cell(signed(_difference(paper_values[key][metric], paper_values[base][metric]), metric)),
-                ]
+                line.append(Cell(signed(_difference(measured_means[key][metric], measured_means[base][metric]), metric)))
+                if not comparison:
+                    line.append(Cell(signed(_difference(paper_values[key][metric], paper_values[base][metric]), metric)))
             separators.add(len(rows))
             rows.append(line)
-    notes = [
-        f"Paper: {suite.paper} {suite.table} ({paper.caption})" if getattr(paper, "caption", "") else f"Paper: {suite.paper} {suite.table}",
+    seeds_note = "; mean±std over seeds" if len(results.seeds) > 1 else ""
+    notes = [] if comparison else [
+        f"Paper: {suite.paper} {suite.table} ({paper.caption})" if getattr(paper, "caption", "") else f"Paper: {suite.paper} {suite.table}"]
+    notes.append(
         f"Ours: data {', '.join(results.data) or 'none yet'}; budget {results.budget or '-'}"
         + (f" ({budget_note})" if budget_note else "")
         + f"; device {', '.join(results.devices) or '-'}; seeds {', '.join(map(str, results.seeds)) or '-'}"
-        + ("; mean±std over seeds" if len(results.seeds) > 1 else "") + ". Best measured value in bold.",
-    ]
+        + seeds_note + ". Bold: significantly best (accuracy; see below) or best (parameters, GMACs, speed)."
+    )
     if reference:
-        notes.append(f"Parentheses: {paper_rows[reference].method} minus the row, as the paper prints them.")
+        notes.append(f"Parentheses: {paper_rows[reference].method} minus the row" + ("" if comparison else ", as the paper prints them") + ".")
     if baseline:
-        notes.append(f"Parentheses: the row minus {paper_rows[baseline].method} (the paper's gain over its baseline).")
+        gain = "" if comparison else " (the paper's gain over its baseline)"
+        notes.append(f"Parentheses: the row minus {paper_rows[baseline].method}{gain}.")
+    if reference or baseline:
+        images = next((len(run[0]["index"]) for run in (results.runs(k) for k in keys) if run), "?")
+        notes.append(significance.METHOD_FOOTNOTE.format(baseline=paper_rows[reference or baseline].method, images=images))
     if any(METRICS[m].evaluator == "boundary" for m in suite.metrics):
         notes.append(BOUNDARY_FOOTNOTE)
     if "gflops" in suite.metrics:
@@ -188,14 +251,68 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     return Table(title=suite.title, header=header, rows=rows, footnotes=notes, separators=separators)
 
 
+def difference_table(suite, paper, results: SuiteResults) -> Table | None:
+    """Each measured row minus the suite's baseline (or reference) row: the paired bootstrap interval over
+    images and, over seeds, the mean difference with its t-interval (reports.significance); None without a
+    baseline or measured rows."""
+    from alignbench.reports import significance
+
+    base = suite.compare.get("reference") or suite.compare.get("baseline")
+    paper_rows = {row.key: row for row in paper.rows}
+    measured = [row.row for row in suite.rows if row.row in results.values and row.row != base]
+    if not base or base not in results.values or not measured:
+        return None
+    metrics = [m for m in suite.metrics if METRICS[m].evaluator not in ("complexity", "speed")]
+    if not metrics:
+        return None
+    header = ["method"]
+    for metric in metrics:
+        header += [f"Δ {METRICS[metric].label} (images, 95%)", f"Δ {METRICS[metric].label} (seeds, 95% t)"]
+    rows = []
+    base_runs = results.runs(base)
+    for key in measured:
+        cells = [Cell(paper_rows[key].method)]
+        for metric in metrics:
+            digits = METRICS[metric].digits
+            interval = significance.difference(metric, base_runs, results.runs(key))
+            over_seeds = significance.seed_interval(results.by_seed.get(base, {}).get(metric, {}),
+                                                    results.by_seed.get(key, {}).get(metric, {}), metric)
+            cells += [Cell(significance.interval_text(interval, digits)), Cell(significance.interval_text(over_seeds, digits))]
+        rows.append(cells)
+    notes = [f"Row minus {paper_rows[base].method}, in points. Images: paired bootstrap percentile interval (1000 resamples, "
+             "generator seed 0); seeds: mean of the per-seed differences with its Student-t interval (needs 2+ seeds). "
+             "†: the interval includes zero; '-': no per-image statistics stored for this metric (e.g. APs, SQ, iIoU)."]
+    return Table(title=f"{suite.title}: differences to {paper_rows[base].method}", header=header, rows=rows, footnotes=notes)
+
+
+def class_iou_table(suite, paper, results: SuiteResults) -> Table | None:
+    """Per-class IoU (%) of each measured semantic row (mean over seeds), classes as columns."""
+    keys = [row.row for row in suite.rows if results.class_iou_by_seed.get(row.row)]
+    if not keys:
+        return None
+    paper_rows = {row.key: row for row in paper.rows}
+    classes = list(next(iter(results.class_iou_by_seed[keys[0]].values())))
+    rows = []
+    for key in keys:
+        per_seed = results.class_iou_by_seed[key].values()
+        cells = [Cell(paper_rows[key].method)]
+        for name in classes:
+            values = [v[name] for v in per_seed if v.get(name) is not None and not math.isnan(v[name])]
+            cells.append(Cell(f"{100 * statistics.fmean(values):.1f}" if values else "-"))
+        rows.append(cells)
+    return Table(title=f"{suite.title}: per-class IoU (%)", header=["method", *classes], rows=rows,
+                 footnotes=["Class IoU on the evaluation images (cityscapesscripts' definition), mean over seeds."])
+
+
 # --- figures ---------------------------------------------------------------------------------------------
 
 
-def _save(figure, directory: Path, name: str) -> Path:
+def _save(figure, directory: Path, name: str, pdf: bool = True) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     png = directory / f"{name}.png"
     figure.savefig(png, dpi=120, bbox_inches="tight")
-    figure.savefig(directory / f"{name}.pdf", bbox_inches="tight")
+    if pdf:
+        figure.savefig(directory / f"{name}.pdf", bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(figure)
@@ -276,6 +393,28 @@ def class_figure(suite, paper, results: SuiteResults, directory: Path) -> Path |
     return _save(figure, directory, f"{suite.name}_classes")
 
 
+def confusion_figures(suite, paper, results: SuiteResults) -> list:
+    """One figure maker per semantic row with stored statistics: its confusion matrix (first seed)."""
+    from functools import partial
+
+    makers = []
+    for row in suite.rows:
+        stored = results.statistics.get(row.row, {})
+        first = stored[min(stored)] if stored else None
+        if first is not None and "confusion" in first:
+            makers.append(partial(_confusion_figure, row.row, first))
+    return makers
+
+
+def _confusion_figure(key: str, stored: dict, suite, paper, results: SuiteResults, directory: Path) -> Path:
+    from alignbench.reports.figures import confusion_figure
+
+    method = next((row.method for row in paper.rows if row.key == key), key)
+    figure = confusion_figure(stored["confusion"], [str(name) for name in stored["classes"]],
+                              title=f"{suite.title}: {method} (seed {min(results.statistics[key])})")
+    return _save(figure, directory, f"{suite.name}_{key}_confusion", pdf=False)  # one per row: PNG only, to keep reports fast
+
+
 # --- writing ---------------------------------------------------------------------------------------------
 
 
@@ -300,15 +439,19 @@ def render_report(
     html_parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>alignbench report</title><style>{_HTML_STYLE}</style></head><body>",
                   f"<h1>alignbench report</h1><p>{title_note}</p>"]
     for suite, paper, results, budget_note in sections:
-        table = suite_table(suite, paper, results, budget_note)
-        markdown.append(to_markdown(table))
-        latex.append(to_latex(table))
-        html_parts.append(to_html(table))
-        for make in (band_figure, speed_figure, class_figure):
+        tables = [suite_table(suite, paper, results, budget_note), difference_table(suite, paper, results),
+                  class_iou_table(suite, paper, results)]
+        for table in tables:
+            if table is None:
+                continue
+            markdown.append(to_markdown(table))
+            latex.append(to_latex(table))
+            html_parts.append(to_html(table))
+        for make in (band_figure, speed_figure, class_figure, *confusion_figures(suite, paper, results)):
             try:
                 figure = make(suite, paper, results, figures_dir)
             except (ValueError, KeyError) as error:  # a figure must never stop the report
-                log.warning("%s: figure %s skipped (%s)", suite.name, make.__name__, error)
+                log.warning("%s: figure %s skipped (%s)", suite.name, getattr(make, "__name__", "confusion"), error)
                 figure = None
             if figure is not None:
                 relative = figure.relative_to(out_dir).as_posix()

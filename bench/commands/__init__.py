@@ -14,5 +14,6 @@ COMMAND_MODULES = (
     "report",
     "results",
     "run_all",
+    "suites",
     "train",
 )

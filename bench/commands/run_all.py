@@ -53,12 +53,16 @@ def register(subparsers) -> None:
     )
     run_all.add_argument("--suite", action="append", help="run only this suite (repeatable; see bench/suites/)")
     run_all.add_argument("--data", action="append",
-                         help="'synthetic' (default), 'cityscapes=PATH' or 'coco=PATH' (repeatable)")
-    run_all.add_argument("--budget", type=budget_name, default="smoke", help="smoke (CPU minutes, default), short (GPU minutes) or paper")
+                         help="'synthetic' (default, or a comparison suite's data), 'cityscapes=PATH' or 'coco=PATH' (repeatable)")
+    run_all.add_argument("--budget", type=budget_name,
+                         help="smoke (CPU minutes, default unless a comparison suite states one), short (GPU minutes) or paper")
     run_all.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
     run_all.add_argument("--results", type=store_file, default="alignbench-output/results.sqlite",
                          help="results database (default alignbench-output/results.sqlite)")
-    run_all.add_argument("--seeds", type=seed_list, default=[0], help="comma-separated seeds (default 0)")
+    run_all.add_argument("--seeds", type=seed_list, help="comma-separated seeds (default: a comparison suite's seeds, else 0)")
+    run_all.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                         help="override a recipe or budget field for every row, e.g. iterations=20, batch=4, lr=0.02, "
+                         "crop=64x128, eval_size=128x256, eval_images=8 (repeatable; recorded in the config hash)")
     run_all.add_argument("--out", type=output_folder, help="report folder parent (default: beside the results database)")
     run_all.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run_all.add_argument("--checkpoint", action="append", metavar="[MODEL=]PATH",
@@ -137,13 +141,15 @@ def run(args) -> int:
     from pathlib import Path
 
     from alignbench.bench import distributed
+    from alignbench.bench.recipes import parse_overrides
     from alignbench.bench.runall import run_all
 
     slurm = slurm_options(args)
+    overrides = parse_overrides(args.overrides)
     distributed.init_from_env(args.device)  # a no-op unless started by torchrun with several processes
     summary = run_all(
         suites=[name for value in args.suite or [] for name in value.split(",") if name] or None,
-        data=args.data or ["synthetic"],
+        data=args.data,
         budget=args.budget,
         device=args.device,
         results=Path(args.results),
@@ -155,6 +161,7 @@ def run(args) -> int:
         slurm=slurm,
         checkpoints=weights_map(args.checkpoint, "--checkpoint"),
         backbone_weights=weights_map(args.backbone_weights, "--backbone-weights"),
+        overrides=overrides,
     )
     main = distributed.is_main()
     distributed.barrier()  # the other ranks wait for rank 0's report

@@ -26,6 +26,9 @@ def register(subparsers) -> None:
                        help="start from these weights (ours, SFSegNets or detectron2 checkpoints; --weights is an alias)")
     train.add_argument("--backbone-weights", metavar="PATH", help="ImageNet-pretrained backbone weights to start training from")
     train.add_argument("--eval-only", action="store_true", help="evaluate --checkpoint without training")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                       help="override a recipe or budget field, e.g. iterations=20, batch=4, lr=0.02, crop=64x128, eval_size=128x256 "
+                       "(repeatable; part of the training key and written to --json)")
     train.add_argument("--json", type=output_file, metavar="FILE", help="write the scores as JSON (atomically)")
     train.set_defaults(handler=run_train)
 
@@ -40,6 +43,8 @@ def run_train(args) -> int:
     from alignbench.bench.errors import UserError
     from alignbench.bench.io import write_json_atomic
     from alignbench.bench.pipeline import Evaluation, Pipeline, random_init_warning
+    from alignbench.bench.recipes import apply_overrides, parse_overrides, training_config
+    from alignbench.bench.recipes import budget as get_budget
     from alignbench.bench.runall import default_device
     from alignbench.bench.suites import default_recipe
     from alignbench.bench.tasks import resolve_data
@@ -54,6 +59,8 @@ def run_train(args) -> int:
     except ValueError as error:
         raise UserError(str(error)) from None
     recipe = args.recipe or default_recipe(args.model)
+    overrides = parse_overrides(args.overrides)
+    config, budget = apply_overrides(training_config(recipe, args.budget), get_budget(args.budget), overrides)
     device = args.device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device}: CUDA is not available on this machine")
@@ -64,14 +71,15 @@ def run_train(args) -> int:
         sources = [s for s in resolve_data([args.data], progress=progress) if s.supports(info.task)]
     if not sources:
         raise UserError(f"--data {args.data}: holds no {info.task} data")
-    pipeline = Pipeline.for_model(
-        args.model, sources[0], recipe=recipe, budget=args.budget, seed=args.seed, checkpoint=args.checkpoint,
+    pipeline = Pipeline(
+        args.model, sources[0], config, budget, seed=args.seed, checkpoint=args.checkpoint,
         backbone_weights=args.backbone_weights, train_model=not args.eval_only, device=device, progress=progress,
     )
     if distributed.is_main():
         random_init_warning(int(pipeline.train_model and pipeline.random_init), args.budget)
     accuracy = set(vocabulary.task_metrics(info.task)) - vocabulary.of_evaluators(vocabulary.task_metrics(info.task), "complexity", "speed")
-    (outcome,) = pipeline.run([Evaluation(tuple(sorted(accuracy)))], checkpoint_root=Path(args.out))
+    eval_size = overrides.evaluation.get("eval_size")
+    (outcome,) = pipeline.run([Evaluation(tuple(sorted(accuracy)), eval_size)], checkpoint_root=Path(args.out))
     metrics = outcome.metrics
     main = distributed.is_main()
     distributed.barrier()
@@ -85,5 +93,6 @@ def run_train(args) -> int:
         write_json_atomic(args.json, {"model": args.model, "recipe": recipe, "budget": args.budget, "data": sources[0].description,
                                       "checkpoint": str(pipeline.checkpoint) if pipeline.checkpoint else None,
                                       "backbone_weights": str(pipeline.backbone_weights) if pipeline.backbone_weights else None,
-                                      "code": pipeline.code, "metrics": metrics})
+                                      "code": pipeline.code, "overrides": overrides.to_json(), "train": config.to_json(),
+                                      "training_key": pipeline.training_key, "metrics": metrics})
     return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -26,6 +27,11 @@ from alignbench.bench.data.cityscapes import CityscapesFrame, read_frame
 from alignbench.bench.data.images import image_to_tensor
 from alignbench.metrics.boundary import DEFAULT_BANDS
 from alignbench.metrics.semantic import SemanticAccumulator
+from alignbench.metrics.statistics import semantic_class_counts
+
+# The key under which a task's `evaluate` returns the per-image statistics (arrays, not metrics): what the
+# report needs to recompute a score on a bootstrap resample of the images (alignbench.metrics.statistics).
+STATISTICS_KEY = "per_image_statistics"
 
 
 class Evaluator(Protocol):
@@ -42,7 +48,11 @@ class Evaluator(Protocol):
 
 class SemanticEvaluator:
     """Cityscapes semantic scores and boundary-band mIoU of train-id predictions (HxW tensors) against a
-    CityscapesSample's label ids and instance ids."""
+    CityscapesSample's label ids and instance ids.
+
+    Per image it also keeps each evaluated class's (TP, FP, FN) on the full image and in each boundary band
+    (`statistics()`), taken from the accumulator's confusion matrices before and after the image, so that
+    they add up exactly to the dataset-level state (metrics.statistics.semantic_class_counts)."""
 
     def __init__(self, bands: Sequence[int] = DEFAULT_BANDS) -> None:
         self.bands = tuple(bands)
@@ -50,16 +60,33 @@ class SemanticEvaluator:
 
     def reset(self) -> None:
         self.accumulator = SemanticAccumulator(bands=self.bands, pred_ids="train")
+        self.per_image: dict[int, np.ndarray] = {}  # index -> (1 + bands, classes, 3) int64
 
     def update(self, sample, output: torch.Tensor, index: int) -> None:
         device = output.device
+        before = self.accumulator.confusion.copy(), self.accumulator.band_confusion.copy()
         self.accumulator.update(output, torch.from_numpy(sample.label_ids).to(device), torch.from_numpy(sample.instance_ids).to(device))
+        confusion = np.concatenate([(self.accumulator.confusion - before[0])[None], self.accumulator.band_confusion - before[1]])
+        self.per_image[index] = semantic_class_counts(confusion, self.accumulator.spec.evaluated)
 
     def merge(self, other: SemanticEvaluator) -> None:
         self.accumulator.merge(other.accumulator)
+        self.per_image.update(other.per_image)
 
     def compute(self):
         return self.accumulator.compute()
+
+    def statistics(self) -> dict[str, np.ndarray]:
+        """`counts` (images, 1 + bands, classes, 3): per image (dataset order), the full image then each band,
+        per evaluated class (label-id order) its (TP, FP, FN); `bands` the band widths in pixels; `confusion`
+        the evaluated classes' (classes, classes) confusion matrix over all images (ground truth rows) and
+        `classes` their names, for the confusion figure."""
+        indices = sorted(self.per_image)
+        spec = self.accumulator.spec
+        ids = spec.evaluated_ids
+        return {"kind": np.array("semantic"), "index": np.asarray(indices, np.int64),
+                "counts": np.stack([self.per_image[i] for i in indices]), "bands": np.asarray(self.bands, np.int64),
+                "confusion": self.accumulator.confusion[np.ix_(ids, ids)], "classes": np.asarray([spec.names[i] for i in ids])}
 
 
 class CocoEvaluator:
@@ -89,10 +116,22 @@ class CocoEvaluator:
         return {"per_image": self.per_image}  # what travels between processes: not the ground truth
 
     def compute(self) -> dict:
+        """COCO results by iou type, each with COCOeval's per-image matches (`matches`, for `statistics`)."""
         from alignbench.metrics.coco import evaluate_coco
 
         results = [entry for index in sorted(self.per_image) for entry in self.per_image[index]]
-        return {iou_type: evaluate_coco(self.ground_truth, results, iou_type) for iou_type in self.iou_types}
+        self.results = {iou_type: evaluate_coco(self.ground_truth, results, iou_type, keep_matches=True) for iou_type in self.iou_types}
+        return self.results
+
+    def statistics(self) -> dict[str, np.ndarray]:
+        """After `compute`: COCOeval's per-image matches of each iou type (metrics.statistics.matches_to_arrays,
+        prefixed "bbox_" / "segm_"), from which AP is recomputed on any resample of the images."""
+        from alignbench.metrics.statistics import matches_to_arrays
+
+        arrays: dict[str, np.ndarray] = {"index": np.asarray(sorted(self.per_image), np.int64)}
+        for iou_type, result in getattr(self, "results", {}).items():  # computed on rank 0 only
+            arrays.update(matches_to_arrays(result.matches, f"{iou_type}_"))
+        return arrays
 
 
 class PanopticEvaluator:
@@ -107,21 +146,39 @@ class PanopticEvaluator:
         from alignbench.metrics.panoptic import PanopticAccumulator
 
         self.accumulator = PanopticAccumulator(self.dataset.categories)
+        self.per_image: dict[int, np.ndarray] = {}  # index -> (categories, 4): IoU sum, TP, FP, FN
 
     def update(self, sample, output: Mapping[str, Any], index: int) -> None:
         from alignbench.bench.evaluation.detection import panoptic_prediction
 
         pred_map, pred_segments = panoptic_prediction(output, self.dataset.things, self.dataset.stuff)
-        self.accumulator.update(pred_map, pred_segments, sample.segment_map, sample.segments_info)
+        state = self.accumulator
+        before = state.tp.copy(), state.fp.copy(), state.fn.copy(), len(state._matched_iou)
+        state.update(pred_map, pred_segments, sample.segment_map, sample.segments_info)
+        # the image's matches are what the update appended (read, not changed)
+        categories = np.concatenate([np.asarray(c, np.int64) for c in state._matched_category[before[3]:]] or [np.zeros(0, np.int64)])
+        ious = np.concatenate([np.asarray(v, np.float64) for v in state._matched_iou[before[3]:]] or [np.zeros(0)])
+        iou_sum = np.bincount(categories, weights=ious, minlength=len(state.categories))
+        self.per_image[index] = np.stack([iou_sum, state.tp - before[0], state.fp - before[1], state.fn - before[2]], axis=-1)
 
     def merge(self, other: PanopticEvaluator) -> None:
         self.accumulator.merge(other.accumulator)
+        self.per_image.update(other.per_image)
 
     def __getstate__(self) -> dict:
-        return {"accumulator": self.accumulator}  # what travels between processes: not the dataset
+        # what travels between processes: not the dataset
+        return {"accumulator": self.accumulator, "per_image": self.per_image}
 
     def compute(self):
         return self.accumulator.compute()
+
+    def statistics(self) -> dict[str, np.ndarray]:
+        """`counts` (images, categories, 4): per image (dataset order) and category its (IoU sum, TP, FP, FN),
+        which add up over images to PQ's state; `isthing` (categories,) bool."""
+        indices = sorted(self.per_image)
+        return {"kind": np.array("panoptic"), "index": np.asarray(indices, np.int64),
+                "counts": np.stack([self.per_image[i] for i in indices]),
+                "isthing": np.asarray([c.isthing for c in self.accumulator.categories], bool)}
 
 
 # --- predictors: one dataset sample -> the model's output for it -------------------------------------------
