@@ -34,6 +34,7 @@ def write_report(
     for suite in suites if suites is not None else load_suites():
         results = collect(records, suite.name, budget)
         note = BUDGETS[results.budget].note if results.budget in BUDGETS else ""
+        results.accuracy_shown = BUDGETS[results.budget].measures_accuracy if results.budget in BUDGETS else True
         sections.append((suite, paper_table(suite.paper, suite.table), results, note))
     superseded = len(everything) - len(records)
     title = (f"Results: `{results_path}`; budget: {budget or '-'}; {len(records)} stored entries"

@@ -54,8 +54,18 @@ class SuiteResults:
     timing: list[str]
     code: dict[str, str] = field(default_factory=dict)  # row -> the code that made its numbers
     random_init: bool = False  # some row's model was trained from random initialisation
+    accuracy_shown: bool = True  # False: the budget says nothing about accuracy (smoke); accuracy cells show "—"
 
 
+NOT_A_RESULT = "—"
+HIDDEN_ACCURACY_FOOTNOTE = (
+    "—: accuracy was measured under the {budget} budget, which exercises the pipeline and says nothing about "
+    "accuracy, so it is not shown; nothing is bolded and no improvement is computed. The params / GMACs "
+    "columns are real measurements.")
+GAP_LIMIT_PERCENT = 5.0
+GAP_FOOTNOTE = (
+    "Gap: our params / GMACs relative to the paper's, (ours - paper) / paper. ⚑ marks gaps over 5%; their "
+    "known causes (what the papers count, input sizes, heads) are explained in docs/fidelity.md.")
 RANDOM_INIT_FOOTNOTE = ("Trained from random initialisation (no --backbone-weights or --checkpoint): the papers start "
                         "from ImageNet-pretrained backbones, so these numbers are not comparable with theirs.")
 
@@ -123,15 +133,20 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     keys = [row.key for row in paper.rows]  # every row of the paper's table, in its order
     headers = {column.key: column.display for column in paper.columns}
     has_backbone = any(row.backbone for row in paper.rows)
+    accuracy_metrics, cost_metrics = suite.metric_kinds()
+    hidden = set() if results.accuracy_shown else accuracy_metrics  # no result: shown as "—"
+    gap_metrics = [m for m in suite.metrics if m in cost_metrics and METRICS[m].evaluator == "complexity"]
     header = ["method"] + (["backbone"] if has_backbone else [])
     for metric in suite.metrics:
         name = headers.get(metric, metric)
-        header += [f"{name} ours", f"{name} paper"]
+        header += [f"{name} ours", f"{name} paper"] + ([f"{name} gap"] if metric in gap_metrics else [])
     reference = suite.compare.get("reference")  # FaPN style: (reference - row) on every row
     baseline = suite.compare.get("baseline")  # SFNet / FPT style: (row - baseline), none on the baseline
     measured_means = {key: {m: _mean(results.values.get(key, {}).get(m), m) for m in suite.metrics} for key in keys}
     paper_values = {key: {m: paper_rows[key].values.get(m) for m in suite.metrics} for key in keys}
-    best = {m: best_index(m, [measured_means[key][m] for key in keys]) for m in suite.metrics}
+    # bold marks the best measured accuracy; params / GMACs / speed of a fidelity table have no "best"
+    best = {m: best_index(m, [measured_means[key][m] for key in keys]) if m in accuracy_metrics - hidden else None
+            for m in suite.metrics}
     rows: list[list[Cell]] = []
     separators: set[int] = set()
     pair_after = {pair[1]: pair[0] for pair in suite.compare.get("pairs", [])}
@@ -143,22 +158,26 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
             measured = format_measured(metric, results.values.get(key, {}).get(metric, []))
             paper_value = paper_values[key][metric]
             paper_shown = paper_text(metric, paper_value)
+            gap = [Cell(gap_text(measured_means[key][metric], paper_value))] if metric in gap_metrics else []
             if reference:
                 measured += " " + signed(_difference(measured_means[reference][metric], measured_means[key][metric]), metric)
                 paper_shown += " " + signed(_difference(paper_values[reference][metric], paper_value), metric)
             elif baseline and key != baseline:
                 measured += " " + signed(_difference(measured_means[key][metric], measured_means[baseline][metric]), metric)
                 paper_shown += " " + signed(_difference(paper_value, paper_values[baseline][metric]), metric)
-            cells += [Cell(measured.strip(), bold=best[metric] == index), Cell(paper_shown.strip())]
+            if metric in hidden and measured.strip() != "-":
+                measured = NOT_A_RESULT
+            cells += [Cell(measured.strip(), bold=best[metric] == index), Cell(paper_shown.strip())] + gap
         rows.append(cells)
         if key in pair_after:
             base = pair_after[key]
             line = [Cell("improvement")] + ([Cell("")] if has_backbone else [])
             for metric in suite.metrics:
+                ours = None if metric in hidden else _difference(measured_means[key][metric], measured_means[base][metric])
                 line += [
-                    Cell(signed(_difference(measured_means[key][metric], measured_means[base][metric]), metric)),
+                    Cell(signed(ours, metric)),
                     Cell(signed(_difference(paper_values[key][metric], paper_values[base][metric]), metric)),
-                ]
+                ] + ([Cell("")] if metric in gap_metrics else [])
             separators.add(len(rows))
             rows.append(line)
     notes = [
@@ -166,8 +185,13 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
         f"Ours: data {', '.join(results.data) or 'none yet'}; budget {results.budget or '-'}"
         + (f" ({budget_note})" if budget_note else "")
         + f"; device {', '.join(results.devices) or '-'}; seeds {', '.join(map(str, results.seeds)) or '-'}"
-        + ("; mean±std over seeds" if len(results.seeds) > 1 else "") + ". Best measured value in bold.",
+        + ("; mean±std over seeds" if len(results.seeds) > 1 else "")
+        + (". Best measured accuracy in bold." if accuracy_metrics - hidden else "."),
     ]
+    if hidden & set(suite.metrics):
+        notes.append(HIDDEN_ACCURACY_FOOTNOTE.format(budget=results.budget))
+    if gap_metrics:
+        notes.append(GAP_FOOTNOTE)
     if reference:
         notes.append(f"Parentheses: {paper_rows[reference].method} minus the row, as the paper prints them.")
     if baseline:
@@ -186,6 +210,15 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
             by_code[results.code[row]].append(paper_rows[row].method)
         notes.append("Code: " + "; ".join(f"{', '.join(rows)}: {label}" for label, rows in by_code.items()) + ".")
     return Table(title=suite.title, header=header, rows=rows, footnotes=notes, separators=separators)
+
+
+def gap_text(measured: float | None, paper: float | None) -> str:
+    """(ours - paper) / paper in percent, flagged with ⚑ over GAP_LIMIT_PERCENT."""
+    if measured is None or paper is None or paper == 0:
+        return "-"
+    percent = 100.0 * (measured - paper) / paper
+    text = f"{percent:+.1f}%"
+    return f"{text} ⚑" if abs(percent) > GAP_LIMIT_PERCENT else text
 
 
 # --- figures ---------------------------------------------------------------------------------------------

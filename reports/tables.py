@@ -49,14 +49,15 @@ def paper_text(metric: str, value: float | None) -> str:
 
 
 def format_measured(metric: str, values: Sequence[float]) -> str:
-    """Mean of the seeds (with ± population std when there are several), in display units."""
+    """Mean of the seeds (with ± population std when there are several and they differ), in display units."""
     shown = [display_value(metric, v) for v in values if v is not None and not math.isnan(v)]
     if not shown:
         return "-"
     mean = statistics.fmean(shown)
     text = f"{mean:.{digits(metric)}f}"
-    if len(shown) > 1:
-        text += f"±{statistics.pstdev(shown):.{digits(metric)}f}"
+    spread = statistics.pstdev(shown) if len(shown) > 1 else 0.0
+    if round(spread, digits(metric)) > 0:  # no "±0.00" on deterministic figures (params, GMACs)
+        text += f"±{spread:.{digits(metric)}f}"
     return text
 
 
@@ -64,7 +65,8 @@ def signed(value: float | None, metric: str) -> str:
     """An improvement as the papers print it: (+2.6)."""
     if value is None or math.isnan(value):
         return ""
-    return f"({value:+.{digits(metric)}f})"
+    rounded = round(value, digits(metric)) + 0.0  # + 0.0 turns -0.0 into 0.0: no "(-0.0)"
+    return f"({rounded:+.{digits(metric)}f})"
 
 
 def best_index(metric: str, values: Sequence[float | None]) -> int | None:
