@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alignbench.metrics.labels import CITYSCAPES_CLASSES
 from alignbench.metrics.vocabulary import METRICS
 from alignbench.reports.console import BOUNDARY_FOOTNOTE
 from alignbench.reports.tables import (
@@ -26,6 +27,8 @@ from alignbench.reports.tables import (
     best_index,
     display_value,
     format_measured,
+    html_anchor,
+    html_text,
     paper_text,
     signed,
     to_html,
@@ -129,6 +132,7 @@ def _difference(a: float | None, b: float | None) -> float | None:
 def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> Table:
     """The mirrored table of one suite (see the module docstring); `suite` is a bench.suites.Suite."""
     paper_rows = {row.key: row for row in paper.rows}
+    labels = row_labels(paper.rows)
     run_rows = {row.row for row in suite.rows}
     keys = [row.key for row in paper.rows]  # every row of the paper's table, in its order
     headers = {column.key: column.display for column in paper.columns}
@@ -152,7 +156,7 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     pair_after = {pair[1]: pair[0] for pair in suite.compare.get("pairs", [])}
     for index, key in enumerate(keys):
         source = paper_rows[key]
-        method = source.method if key in run_rows else f"{source.method} (paper only)"
+        method = labels[key] if key in run_rows else f"{labels[key]} (paper only)"
         cells = [Cell(method)] + ([Cell(source.backbone or "")] if has_backbone else [])
         for metric in suite.metrics:
             measured = format_measured(metric, results.values.get(key, {}).get(metric, []))
@@ -212,6 +216,22 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     return Table(title=suite.title, header=header, rows=rows, footnotes=notes, separators=separators)
 
 
+def row_labels(rows) -> dict[str, str]:
+    """Each paper row's method as the report names it: with its framework where the table states one
+    (FaPN Table 6: PanopticFPN / PanopticFCN), and with its input size where rows would read alike
+    (FaPN Table 8(a): two FaPN R18 rows at 512x1024 and 768x1536)."""
+    labels = {row.key: f"{row.method} ({row.framework})" if row.framework else row.method for row in rows}
+    alike = defaultdict(list)
+    for row in rows:
+        alike[(labels[row.key], row.backbone)].append(row)
+    for group in alike.values():
+        if len(group) > 1:
+            for row in group:
+                if row.input_size:
+                    labels[row.key] += f" {row.input_size[0]}x{row.input_size[1]}"
+    return labels
+
+
 def gap_text(measured: float | None, paper: float | None) -> str:
     """(ours - paper) / paper in percent, flagged with ⚑ over GAP_LIMIT_PERCENT."""
     if measured is None or paper is None or paper == 0:
@@ -236,19 +256,21 @@ def _save(figure, directory: Path, name: str) -> Path:
 
 
 def band_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | None:
-    """Boundary-band mIoU against band width, one line per row (FaPN Table 2 as a plot)."""
+    """Boundary-band mIoU (IoU within n px of a boundary, averaged over classes) against band width n, one
+    line per row (FaPN Table 2 as a plot); ours only under a budget that measures accuracy."""
     import matplotlib.pyplot as plt
 
     widths = [w for w in (3, 5, 8, 12) if f"band_{w}" in suite.metrics]
     if not widths:
         return None
     paper_rows = {row.key: row for row in paper.rows}
+    labels = row_labels(paper.rows)
     figure, axis = plt.subplots(figsize=(6, 4))
     for index, row in enumerate(suite.rows):
         colour = f"C{index}"
-        label = f"{paper_rows[row.row].method} {paper_rows[row.row].backbone or ''}".strip()
+        label = f"{labels[row.row]} {paper_rows[row.row].backbone or ''}".strip()
         measured = [_mean(results.values.get(row.row, {}).get(f"band_{w}"), f"band_{w}") for w in widths]
-        if all(v is not None for v in measured):
+        if results.accuracy_shown and all(v is not None for v in measured):
             axis.plot(widths, measured, "o-", color=colour, label=f"{label} (ours)")
         published = [paper_rows[row.row].values.get(f"band_{w}") for w in widths]
         if all(v is not None for v in published):
@@ -262,49 +284,78 @@ def band_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | 
 
 
 def speed_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | None:
-    """Speed against accuracy (SFNet Fig. 1 style): measured points filled, the paper's hollow."""
+    """Speed against accuracy (SFNet Fig. 1 style) in two panels with their own speed axes: ours, labelled
+    with the device it was timed on, and the paper's GPU FPS. A CPU timing never shares an axis with a
+    GPU one; our accuracy appears only under a budget that measures it."""
     import matplotlib.pyplot as plt
 
     accuracy = next((m for m in suite.metrics if METRICS[m].evaluator in ("semantic", "coco", "panoptic")), None)
     if "fps" not in suite.metrics or accuracy is None:
         return None
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for index, row in enumerate(paper.rows):  # the paper's other methods appear as hollow points too
-        size = f" {row.input_size[0]}x{row.input_size[1]}" if row.input_size else ""
-        label = f"{row.method} {row.backbone or ''}{size}".strip()
+    figure, (ours_axis, paper_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    labels = row_labels(paper.rows)
+    for index, row in enumerate(paper.rows):
+        label = f"{labels[row.key]} {row.backbone or ''}".strip()
         fps = _mean(results.values.get(row.key, {}).get("fps"), "fps")
-        score = _mean(results.values.get(row.key, {}).get(accuracy), accuracy)
-        if fps is not None and score is not None:
-            axis.scatter([fps], [score], color=f"C{index}", label=f"{label} (ours)")
+        score = _mean(results.values.get(row.key, {}).get(accuracy), accuracy) if results.accuracy_shown else None
+        if fps is not None:
+            ours_axis.scatter([fps], [score if score is not None else 0.0], color=f"C{index}", label=label,
+                              marker="o" if score is not None else "|")
         paper_fps, paper_score = row.values.get("fps"), row.values.get(accuracy)
         if paper_fps is not None and paper_score is not None:
-            axis.scatter([paper_fps], [paper_score], facecolors="none", edgecolors=f"C{index}", label=f"{label} (paper)")
-    axis.set_xlabel("speed (FPS)")
-    axis.set_ylabel(f"{METRICS[accuracy].label} ({METRICS[accuracy].unit})")
-    axis.set_title(suite.title)
-    axis.legend(fontsize=7)
+            paper_axis.scatter([paper_fps], [paper_score], facecolors="none", edgecolors=f"C{index}", label=label)
+    device = ", ".join(results.devices) or "-"
+    ours_axis.set_xlabel(f"our speed on {device} (FPS)")
+    ours_axis.set_ylabel(f"our {METRICS[accuracy].label} ({METRICS[accuracy].unit})" if results.accuracy_shown
+                         else f"{METRICS[accuracy].label}: not measured under the {results.budget} budget")
+    ours_axis.set_title("ours")
+    paper_axis.set_xlabel("paper's speed on its GPU (FPS)")
+    paper_axis.set_ylabel(f"paper's {METRICS[accuracy].label} ({METRICS[accuracy].unit})")
+    paper_axis.set_title("paper")
+    for axis in (ours_axis, paper_axis):
+        if axis.collections:
+            axis.legend(fontsize=7)
+    figure.suptitle(suite.title)
     return _save(figure, directory, f"{suite.name}_speed")
 
 
+def compared_pair(suite) -> tuple[str, str] | None:
+    """(baseline row, proposed row) of a suite: its first `pairs` entry, else its `baseline` and the row after
+    it, else the rows other than its `reference` and the reference (FaPN style), else its first two rows."""
+    rows = [row.row for row in suite.rows]
+    if suite.compare.get("pairs"):
+        return tuple(suite.compare["pairs"][0])
+    if suite.compare.get("baseline") in rows and len(rows) >= 2:
+        base = suite.compare["baseline"]
+        return base, next(r for r in rows if r != base)
+    if suite.compare.get("reference") in rows and len(rows) >= 2:
+        ours = suite.compare["reference"]
+        return next(r for r in rows if r != ours), ours
+    return (rows[0], rows[1]) if len(rows) >= 2 else None
+
+
 def class_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | None:
-    """Per-class IoU bars of the first compared pair (or the first two rows)."""
+    """Per-class IoU bars of the suite's baseline and its proposed method, in Cityscapes class order
+    (train id); none under a budget that says nothing about accuracy."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    pairs = suite.compare.get("pairs") or ([[r.row for r in suite.rows[:2]]] if len(suite.rows) >= 2 else [])
-    if not pairs or not all(key in results.class_iou for key in pairs[0]):
+    pair = compared_pair(suite)
+    if not results.accuracy_shown or pair is None or not all(key in results.class_iou for key in pair):
         return None
+    labels = row_labels(paper.rows)
     paper_rows = {row.key: row for row in paper.rows}
-    base, ours = pairs[0]
-    classes = list(results.class_iou[ours])
+    measured = set(results.class_iou[pair[0]]) | set(results.class_iou[pair[1]])
+    classes = [name for name in CITYSCAPES_CLASSES if name in measured] + sorted(measured - set(CITYSCAPES_CLASSES))
     figure, axis = plt.subplots(figsize=(10, 3.5))
     positions = np.arange(len(classes))
-    for offset, key in ((-0.2, base), (0.2, ours)):
+    for offset, key, role in ((-0.2, pair[0], "baseline"), (0.2, pair[1], "proposed")):
         values = [100 * (results.class_iou[key].get(c) or 0.0) for c in classes]
-        axis.bar(positions + offset, values, width=0.4, label=f"{paper_rows[key].method} {paper_rows[key].backbone or ''}".strip())
+        name = f"{labels[key]} {paper_rows[key].backbone or ''}".strip()
+        axis.bar(positions + offset, values, width=0.4, label=f"{name} ({role})")
     axis.set_xticks(positions, classes, rotation=60, ha="right", fontsize=8)
     axis.set_ylabel("IoU (%)")
-    axis.set_title(f"{suite.title}: per-class IoU")
+    axis.set_title(f"{suite.title}: per-class IoU (first seed)")
     axis.legend(fontsize=8)
     return _save(figure, directory, f"{suite.name}_classes")
 
@@ -318,6 +369,29 @@ th:first-child,td:first-child{text-align:left}tr.improvement td{color:#555;font-
 .footnote{font-size:12px;color:#444;margin:0.2em 0}img{max-width:100%;margin:0.5em 0}"""
 
 
+def report_summary(sections: Sequence[tuple]) -> list[str]:
+    """What the report holds, in a few lines for its top: what was run, on what data and devices, and what
+    its accuracy numbers can and cannot say."""
+    measured = [(suite, results) for suite, _, results, _ in sections if results.values]
+    if not measured:
+        return ["No results in the store yet: every table shows the papers' numbers only."]
+    budgets = sorted({results.budget for _, results in measured if results.budget})
+    data = sorted({d for _, results in measured for d in results.data})
+    devices = sorted({d for _, results in measured for d in results.devices})
+    seeds = sorted({s for _, results in measured for s in results.seeds})
+    lines = [f"Run: {len(measured)} of {len(sections)} suites have results; budget {', '.join(budgets)}; "
+             f"data {', '.join(data)}; devices {', '.join(devices)}; seeds {', '.join(map(str, seeds))}."]
+    hidden = [suite.name for suite, results in measured if not results.accuracy_shown]
+    if hidden:
+        lines.append(f"Accuracy: {len(hidden)} suites were run under a budget that says nothing about accuracy; their "
+                     "accuracy cells show — and only their params, GMACs and latency are results.")
+    if any(device.startswith("cpu") for device in devices):
+        lines.append("Speed: measured latency on a CPU is shown as CPU latency, never beside the papers' GPU FPS.")
+    lines.append("Paper numbers are the papers' own (reports/paper); params / GMACs gaps over 5% are flagged ⚑ "
+                 "and explained in docs/fidelity.md.")
+    return lines
+
+
 def render_report(
     sections: Sequence[tuple], out_dir: Path, title_note: str, formats: Sequence[str] = ("md", "tex", "html")
 ) -> dict[str, Path]:
@@ -328,10 +402,15 @@ def render_report(
     matplotlib.use("Agg")
     out_dir = Path(out_dir)
     figures_dir = out_dir / "figures"
-    markdown = [f"# alignbench report\n\n{title_note}\n"]
+    summary = report_summary(sections)
+    markdown = [f"# alignbench report\n\n{title_note}\n", "## Summary\n", *[f"- {line}" for line in summary], ""]
     latex = [r"% alignbench report: \usepackage{booktabs}" + "\n"]
+    contents_list = "".join(f'<li><a href="#{html_anchor(suite.title)}">{html_text(suite.title)}</a></li>'
+                            for suite, *_ in sections)
     html_parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>alignbench report</title><style>{_HTML_STYLE}</style></head><body>",
-                  f"<h1>alignbench report</h1><p>{title_note}</p>"]
+                  f"<h1>alignbench report</h1><p>{html_text(title_note)}</p>",
+                  "<h2>Summary</h2><ul>" + "".join(f"<li>{html_text(line)}</li>" for line in summary) + "</ul>",
+                  f"<h2>Contents</h2><ol>{contents_list}</ol>"]
     for suite, paper, results, budget_note in sections:
         table = suite_table(suite, paper, results, budget_note)
         markdown.append(to_markdown(table))

@@ -86,3 +86,29 @@ def test_deterministic_figures_carry_no_zero_spread_or_negative_zero():
     text = " ".join(cell.text for row in table.rows for cell in row)
     assert "±" not in text and "(-0.0)" not in text
     assert _cells(table, "FPN")[2] == "28.61 (+0.00)"
+
+
+def test_rows_that_would_read_alike_are_told_apart():
+    from alignbench.reports.report import row_labels
+
+    table_6 = row_labels(paper_table("FaPN", "Table 6").rows)
+    assert table_6["fpn_panoptic_fcn_r50"] == "FPN (PanopticFCN)" and table_6["fpn_panoptic_fpn_r50"] == "FPN (PanopticFPN)"
+    table_8a = row_labels(paper_table("FaPN", "Table 8(a)").rows)
+    assert table_8a["fapn_r18_512x1024"] == "FaPN 512x1024" and table_8a["fapn_r18_768x1536"] == "FaPN 768x1536"
+    assert table_8a["espnet"] == "ESPNet [35]"  # a row no other reads like keeps its name
+
+
+def test_rendered_report_has_a_summary_contents_and_no_literal_backticks(tmp_path):
+    from alignbench.reports.report import render_report
+
+    (suite,) = load_suites(["fapn_table8a"])
+    paper = paper_table("FaPN", "Table 8(a)")
+    results = _results({"fapn_r18_512x1024": {"fps": 3.1, "mIoU_val": 0.02}}, budget="smoke", accuracy_shown=False)
+    written = render_report([(suite, paper, results, "CPU minutes")], tmp_path, "Results: `store.sqlite`.", formats=("md", "html"))
+    page = written["html"].read_text()
+    assert "`" not in page and "<code>store.sqlite</code>" in page
+    assert "<h2>Summary</h2>" in page and f'href="#{"fapn-table-8-a-real-time-semantic-segmentation-on-cityscapes"}"' in page
+    markdown = written["md"].read_text()
+    assert "## Summary" in markdown and "say nothing about accuracy" not in markdown
+    assert "a budget that says nothing about accuracy" in markdown
+    assert (tmp_path / "figures" / "fapn_table8a_speed.png").exists()  # ours and the paper's FPS on separate axes
