@@ -100,9 +100,9 @@ RECIPES: dict[str, TrainConfig] = {
     ),
     # Not a paper's recipe: the miniature protocol (docs/miniature_protocol.md). AdamW with a short warm-up
     # and poly decay learns from scratch within a few hundred iterations where the papers' SGD does not
-    # (measured on the FPN baseline only). Crops are the synthetic scenes' own size.
+    # (measured on the FPN baseline only). 96x192 crops of the 128x256 scenes: more iterations per CPU second.
     "miniature": TrainConfig(
-        iterations=300, batch_size=4, crop=(128, 256), scales=(0.75, 1.25), base_lr=3e-3, weight_decay=1e-4,
+        iterations=300, batch_size=4, crop=(96, 192), scales=(0.75, 1.25), base_lr=3e-3, weight_decay=1e-4,
         schedule="poly", optimizer="adamw", warmup_iterations=20, checkpoint_every=100,
         source="alignbench miniature protocol (docs/miniature_protocol.md), tuned on the FPN baseline only",
     ),
