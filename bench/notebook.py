@@ -69,6 +69,25 @@ rows:
 # --- data ------------------------------------------------------------------------------------------------
 
 
+def user_path(path: str | Path) -> Path:
+    """A path as the user means it: absolute as given, relative to the repository (the folder holding
+    pyproject.toml above this package, where `alignbench run-all` is usually run), not to the notebook
+    kernel's working directory (notebooks/); the working directory when the package is not in a checkout."""
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path
+    here = Path(__file__).resolve()
+    root = next((folder for folder in here.parents if (folder / "pyproject.toml").is_file()), Path.cwd())
+    return root / path
+
+
+def accuracy_results(frame):
+    """The rows of a results DataFrame whose budget measures accuracy (smoke rows left out: they say nothing)."""
+    from alignbench.bench.recipes import BUDGETS
+
+    return frame[frame["budget"].map(lambda name: BUDGETS[name].measures_accuracy if name in BUDGETS else True)]
+
+
 def data_source(data: str | Path = "synthetic") -> DataSource:
     """'synthetic' (the built-in scenes, generated into the cache on first use, as `run-all` does) or the
     root folder of a Cityscapes tree ('cityscapes=PATH' works too)."""

@@ -39,6 +39,7 @@ def write_report(
                 if stored is not None:
                     results.statistics.setdefault(row, {})[seed] = stored
             note = BUDGETS[results.budget].note if results.budget in BUDGETS else ""
+            results.accuracy_shown = BUDGETS[results.budget].measures_accuracy if results.budget in BUDGETS else True
             sections.append((suite, suite.reference_table(), results, note))
     superseded = len(everything) - len(records)
     title = (f"Results: `{results_path}`; budget: {budget or '-'}; {len(records)} stored entries"

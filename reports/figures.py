@@ -362,10 +362,29 @@ def _figure(rows: int, cols: int, aspect: float, panel_width: float = PANEL_WIDT
 
 
 def _show_map(ax: Axes, values: np.ndarray, image_shape: tuple[int, int], low=None, high=None) -> AxesImage:
-    """A heat map stretched over the image's extent (so levels of any stride line up with the image)."""
+    """A heat map stretched over the image's extent (so levels of any stride line up with the image), with a
+    colour bar in the map's own units (activation values between `low` and `high`, default its min and max)."""
     height, width = image_shape
-    return ax.imshow(normalize(values, low, high), cmap=HEATMAP_CMAP, vmin=0, vmax=1,
-                     extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="bilinear")
+    finite = np.asarray(values, np.float64)[np.isfinite(values)]
+    low = float(finite.min()) if low is None and finite.size else (0.0 if low is None else low)
+    high = float(finite.max()) if high is None and finite.size else (0.0 if high is None else high)
+    handle = ax.imshow(normalize(values, low, high), cmap=HEATMAP_CMAP, vmin=0, vmax=1,
+                       extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="bilinear")
+    bar = ax.figure.colorbar(handle, ax=ax, shrink=0.8, ticks=[0, 0.5, 1])
+    bar.ax.set_yticklabels([f"{v:.3g}" for v in (low, (low + high) / 2, high)], fontsize=7)
+    return handle
+
+
+def shared_flow_scale(flows: Mapping[str, Any], image_shape: tuple[int, int]) -> float:
+    """The largest displacement over all levels, in image pixels (a level's flow is in its own grid's
+    pixels: times the image / level size). One value for every level: no silent per-level rescaling."""
+    largest = 0.0
+    for flow in flows.values():
+        u, v = as_flow(flow)
+        sy, sx = image_shape[0] / u.shape[0], image_shape[1] / u.shape[1]
+        magnitude = np.hypot(np.nan_to_num(u) * sx, np.nan_to_num(v) * sy)
+        largest = max(largest, float(magnitude.max()) if magnitude.size else 0.0)
+    return largest
 
 
 def _inset_wheel(ax: Axes) -> Axes:
@@ -413,6 +432,7 @@ def alignment_figure(
             raise ValueError(f"flows: no flow for level(s) {', '.join(missing)}")
     n_cols = 1 + len(names) + (1 if flows else 0)
     figure, axes = _figure(len(levels), n_cols, rgb.shape[0] / rgb.shape[1])
+    largest = shared_flow_scale(flows, rgb.shape[:2]) if flows else 0.0
     for row, level in enumerate(levels):
         axes[row, 0].imshow(rgb)
         axes[row, 0].set_ylabel(level, fontsize=12)
@@ -425,8 +445,10 @@ def alignment_figure(
         if flows:
             ax = axes[row, -1]
             flow = as_flow(flows[level])
-            ax.imshow(flow_to_color(flow), extent=(-0.5, rgb.shape[1] - 0.5, rgb.shape[0] - 0.5, -0.5))
-            ax.set_title(f"{flow_label} (max {np.nanmax(np.hypot(*flow)):.3g} px)", fontsize=9)
+            in_image = flow * np.array([rgb.shape[1] / flow.shape[2], rgb.shape[0] / flow.shape[1]])[:, None, None]
+            ax.imshow(flow_to_color(in_image, largest), extent=(-0.5, rgb.shape[1] - 0.5, rgb.shape[0] - 0.5, -0.5))
+            ax.set_title(f"{flow_label} (max {np.nanmax(np.hypot(*in_image)):.3g} image px;\n"
+                         f"full colour = {largest:.3g} px, all levels)", fontsize=9)
             if row == 0:
                 _inset_wheel(ax)
     axes[0, 0].set_title("image", fontsize=9)
@@ -445,28 +467,36 @@ def flow_figure(
     title: str | None = None,
 ) -> Figure:
     """Flow fields, one row per level (SFNet Fig. 5): Middlebury colours (with the colour-wheel legend)
-    and arrows over the image on a subsampled grid. Magnitudes are normalised per level unless
-    `max_magnitude` is given; arrow lengths are rescaled per level (the title states the largest vector,
-    in pixels of the level's own grid)."""
+    and arrows over the image on a subsampled grid, all in image pixels and on one scale for every level:
+    full colour saturation at `max_magnitude` (default: the largest displacement of any level), and one
+    arrow magnification, stated in the title (x1 is true length; larger when the largest displacement is
+    shorter than a grid step, so that tiny flows stay visible without looking large)."""
     rgb = as_rgb_image(image)
     if not flows:
         raise ValueError("flows: give at least one level's flow")
     height, width = rgb.shape[:2]
     figure, axes = _figure(len(flows), 2, height / width)
+    largest_all = shared_flow_scale(flows, (height, width))
+    saturation = max_magnitude if max_magnitude is not None else largest_all
+    grid_step = step or max(1, round(width / arrows_across))
+    magnification = max(1.0, 0.9 * grid_step / largest_all) if largest_all > 0 else 1.0
     for row, (level, flow) in enumerate(flows.items()):
         flow = as_flow(flow)
-        largest = float(np.nanmax(np.hypot(*flow))) if flow.size else 0.0
+        in_image = flow * np.array([width / flow.shape[2], height / flow.shape[1]])[:, None, None]
+        largest = float(np.nanmax(np.hypot(*in_image))) if flow.size else 0.0
         ax = axes[row, 0]
-        ax.imshow(flow_to_color(flow, max_magnitude), extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+        ax.imshow(flow_to_color(in_image, saturation), extent=(-0.5, width - 0.5, height - 0.5, -0.5))
         ax.set_ylabel(level, fontsize=12)
-        ax.set_title(f"colour coding ({flow.shape[1]}x{flow.shape[2]}, max {largest:.3g} px)", fontsize=9)
+        ax.set_title(f"colour ({flow.shape[1]}x{flow.shape[2]} grid, max {largest:.3g} image px)", fontsize=9)
         if row == 0:
             _inset_wheel(ax)
         ax = axes[row, 1]
         ax.imshow(rgb, alpha=0.8)
-        draw_quiver(ax, flow, step=step, arrows_across=arrows_across, image_shape=(height, width))
-        ax.set_title("arrows (rescaled to the grid step)", fontsize=9)
-    figure.suptitle(title or "semantic flow: hue = direction, saturation = magnitude", fontsize=11)
+        # scale: data units per arrow unit; vectors are in image pixels, so 1 / magnification draws them x magnification
+        draw_quiver(ax, flow, step=step, arrows_across=arrows_across, image_shape=(height, width), scale=1.0 / magnification)
+        ax.set_title(f"arrows x{magnification:.3g} (same for every level)", fontsize=9)
+    figure.suptitle(title or f"semantic flow: hue = direction, saturation = magnitude (full at {saturation:.3g} image px)",
+                    fontsize=11)
     return figure
 
 

@@ -18,14 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alignbench.metrics.labels import CITYSCAPES_CLASSES
 from alignbench.metrics.vocabulary import METRICS
 from alignbench.reports.console import BOUNDARY_FOOTNOTE
 from alignbench.reports.tables import (
     Cell,
     Table,
-    best_index,
     display_value,
     format_measured,
+    html_anchor,
+    html_text,
     paper_text,
     signed,
     to_html,
@@ -64,8 +66,18 @@ class SuiteResults:
         stored = self.statistics.get(key, {})
         seeds = sorted({seed for (row, seed) in self.record_ids if row == key})
         return [stored[seed] for seed in seeds] if seeds and all(seed in stored for seed in seeds) else []
+    accuracy_shown: bool = True  # False: the budget says nothing about accuracy (smoke); accuracy cells show "—"
 
 
+NOT_A_RESULT = "—"
+HIDDEN_ACCURACY_FOOTNOTE = (
+    "—: accuracy was measured under the {budget} budget, which exercises the pipeline and says nothing about "
+    "accuracy, so it is not shown; nothing is bolded and no improvement is computed. The params / GMACs "
+    "columns are real measurements.")
+GAP_LIMIT_PERCENT = 5.0
+GAP_FOOTNOTE = (
+    "Gap: our params / GMACs relative to the paper's, (ours - paper) / paper. ⚑ marks gaps over 5%; their "
+    "known causes (what the papers count, input sizes, heads) are explained in docs/fidelity.md.")
 RANDOM_INIT_FOOTNOTE = ("Trained from random initialisation (no --backbone-weights or --checkpoint): the papers start "
                         "from ImageNet-pretrained backbones, so these numbers are not comparable with theirs.")
 
@@ -160,29 +172,29 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
 
     comparison = getattr(suite, "is_comparison", False)
     paper_rows = {row.key: row for row in paper.rows}
+    labels = row_labels(paper.rows)
     run_rows = {row.row for row in suite.rows}
     keys = [row.key for row in paper.rows]  # every row of the paper's table, in its order
     headers = {column.key: column.display for column in paper.columns}
     has_backbone = any(row.backbone for row in paper.rows)
+    accuracy_metrics, cost_metrics = suite.metric_kinds()
+    hidden = set() if results.accuracy_shown else accuracy_metrics  # no result: shown as "—"
+    gap_metrics = [m for m in suite.metrics if m in cost_metrics and METRICS[m].evaluator == "complexity"]
     header = ["method"] + (["backbone"] if has_backbone else [])
     for metric in suite.metrics:
         name = headers.get(metric, metric)
-        header += [name] if comparison else [f"{name} ours", f"{name} paper"]
+        if comparison:
+            header += [name]
+        else:
+            header += [f"{name} ours", f"{name} paper"] + ([f"{name} gap"] if metric in gap_metrics else [])
     reference = suite.compare.get("reference")  # FaPN style: (reference - row) on every row
     baseline = suite.compare.get("baseline")  # SFNet / FPT style: (row - baseline), none on the baseline
     measured_means = {key: {m: _mean(results.values.get(key, {}).get(m), m) for m in suite.metrics} for key in keys}
     paper_values = {key: {m: paper_rows[key].values.get(m) for m in suite.metrics} for key in keys}
     significant, against = _significance(suite, keys, results, reference or baseline)
-    # accuracy with per-image statistics: bold only the significantly best row; deterministic figures
-    # (parameters, GMACs) and speed keep the plain best; other accuracy metrics (no statistics) get no bold
-    best = {}
-    for metric in suite.metrics:
-        if metric in significant:
-            best[metric] = keys.index(significant[metric]) if significant[metric] else None
-        elif METRICS[metric].evaluator in ("complexity", "speed"):
-            best[metric] = best_index(metric, [measured_means[key][metric] for key in keys])
-        else:
-            best[metric] = None
+    # bold: only the significantly best accuracy (paired bootstrap over images against every other row); no bold
+    # for accuracy a budget cannot measure (hidden), nor for params / GMACs / speed, which have no "best"
+    best = {m: keys.index(significant[m]) if significant.get(m) and m not in hidden else None for m in suite.metrics}
     rows: list[list[Cell]] = []
     separators: set[int] = set()
     pair_after = {pair[1]: pair[0] for pair in suite.compare.get("pairs", [])}
@@ -193,29 +205,34 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
 
     for index, key in enumerate(keys):
         source = paper_rows[key]
-        method = source.method if key in run_rows else f"{source.method} (paper only)"
+        method = labels[key] if key in run_rows else f"{labels[key]} (paper only)"
         cells = [Cell(method)] + ([Cell(source.backbone or "")] if has_backbone else [])
         for metric in suite.metrics:
             measured = format_measured(metric, results.values.get(key, {}).get(metric, []))
             paper_value = paper_values[key][metric]
             paper_shown = paper_text(metric, paper_value)
+            gap = [Cell(gap_text(measured_means[key][metric], paper_value))] if metric in gap_metrics else []
             if reference:
                 measured += " " + signed(_difference(measured_means[reference][metric], measured_means[key][metric]), metric) + dagger(key, metric)
                 paper_shown += " " + signed(_difference(paper_values[reference][metric], paper_value), metric)
             elif baseline and key != baseline:
                 measured += " " + signed(_difference(measured_means[key][metric], measured_means[baseline][metric]), metric) + dagger(key, metric)
                 paper_shown += " " + signed(_difference(paper_value, paper_values[baseline][metric]), metric)
+            if metric in hidden and measured.strip() != "-":
+                measured = NOT_A_RESULT
             cells.append(Cell(measured.strip(), bold=best[metric] == index))
             if not comparison:
-                cells.append(Cell(paper_shown.strip()))
+                cells += [Cell(paper_shown.strip())] + gap
         rows.append(cells)
         if key in pair_after:
             base = pair_after[key]
             line = [Cell("improvement")] + ([Cell("")] if has_backbone else [])
             for metric in suite.metrics:
-                line.append(Cell(signed(_difference(measured_means[key][metric], measured_means[base][metric]), metric)))
+                ours = None if metric in hidden else _difference(measured_means[key][metric], measured_means[base][metric])
+                line.append(Cell(signed(ours, metric)))
                 if not comparison:
                     line.append(Cell(signed(_difference(paper_values[key][metric], paper_values[base][metric]), metric)))
+                    line += [Cell("")] if metric in gap_metrics else []
             separators.add(len(rows))
             rows.append(line)
     seeds_note = "; mean±std over seeds" if len(results.seeds) > 1 else ""
@@ -225,8 +242,13 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
         f"Ours: data {', '.join(results.data) or 'none yet'}; budget {results.budget or '-'}"
         + (f" ({budget_note})" if budget_note else "")
         + f"; device {', '.join(results.devices) or '-'}; seeds {', '.join(map(str, results.seeds)) or '-'}"
-        + seeds_note + ". Bold: significantly best (accuracy; see below) or best (parameters, GMACs, speed)."
+        + seeds_note
+        + (". Bold: significantly best accuracy (see below)." if accuracy_metrics - hidden else ".")
     )
+    if hidden & set(suite.metrics):
+        notes.append(HIDDEN_ACCURACY_FOOTNOTE.format(budget=results.budget))
+    if gap_metrics and not comparison:
+        notes.append(GAP_FOOTNOTE)
     if reference:
         notes.append(f"Parentheses: {paper_rows[reference].method} minus the row" + ("" if comparison else ", as the paper prints them") + ".")
     if baseline:
@@ -304,6 +326,31 @@ def class_iou_table(suite, paper, results: SuiteResults) -> Table | None:
                  footnotes=["Class IoU on the evaluation images (cityscapesscripts' definition), mean over seeds."])
 
 
+def row_labels(rows) -> dict[str, str]:
+    """Each paper row's method as the report names it: with its framework where the table states one
+    (FaPN Table 6: PanopticFPN / PanopticFCN), and with its input size where rows would read alike
+    (FaPN Table 8(a): two FaPN R18 rows at 512x1024 and 768x1536)."""
+    labels = {row.key: f"{row.method} ({row.framework})" if row.framework else row.method for row in rows}
+    alike = defaultdict(list)
+    for row in rows:
+        alike[(labels[row.key], row.backbone)].append(row)
+    for group in alike.values():
+        if len(group) > 1:
+            for row in group:
+                if row.input_size:
+                    labels[row.key] += f" {row.input_size[0]}x{row.input_size[1]}"
+    return labels
+
+
+def gap_text(measured: float | None, paper: float | None) -> str:
+    """(ours - paper) / paper in percent, flagged with ⚑ over GAP_LIMIT_PERCENT."""
+    if measured is None or paper is None or paper == 0:
+        return "-"
+    percent = 100.0 * (measured - paper) / paper
+    text = f"{percent:+.1f}%"
+    return f"{text} ⚑" if abs(percent) > GAP_LIMIT_PERCENT else text
+
+
 # --- figures ---------------------------------------------------------------------------------------------
 
 
@@ -320,19 +367,21 @@ def _save(figure, directory: Path, name: str, pdf: bool = True) -> Path:
 
 
 def band_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | None:
-    """Boundary-band mIoU against band width, one line per row (FaPN Table 2 as a plot)."""
+    """Boundary-band mIoU (IoU within n px of a boundary, averaged over classes) against band width n, one
+    line per row (FaPN Table 2 as a plot); ours only under a budget that measures accuracy."""
     import matplotlib.pyplot as plt
 
     widths = [w for w in (3, 5, 8, 12) if f"band_{w}" in suite.metrics]
     if not widths:
         return None
     paper_rows = {row.key: row for row in paper.rows}
+    labels = row_labels(paper.rows)
     figure, axis = plt.subplots(figsize=(6, 4))
     for index, row in enumerate(suite.rows):
         colour = f"C{index}"
-        label = f"{paper_rows[row.row].method} {paper_rows[row.row].backbone or ''}".strip()
+        label = f"{labels[row.row]} {paper_rows[row.row].backbone or ''}".strip()
         measured = [_mean(results.values.get(row.row, {}).get(f"band_{w}"), f"band_{w}") for w in widths]
-        if all(v is not None for v in measured):
+        if results.accuracy_shown and all(v is not None for v in measured):
             axis.plot(widths, measured, "o-", color=colour, label=f"{label} (ours)")
         published = [paper_rows[row.row].values.get(f"band_{w}") for w in widths]
         if all(v is not None for v in published):
@@ -346,49 +395,78 @@ def band_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | 
 
 
 def speed_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | None:
-    """Speed against accuracy (SFNet Fig. 1 style): measured points filled, the paper's hollow."""
+    """Speed against accuracy (SFNet Fig. 1 style) in two panels with their own speed axes: ours, labelled
+    with the device it was timed on, and the paper's GPU FPS. A CPU timing never shares an axis with a
+    GPU one; our accuracy appears only under a budget that measures it."""
     import matplotlib.pyplot as plt
 
     accuracy = next((m for m in suite.metrics if METRICS[m].evaluator in ("semantic", "coco", "panoptic")), None)
     if "fps" not in suite.metrics or accuracy is None:
         return None
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for index, row in enumerate(paper.rows):  # the paper's other methods appear as hollow points too
-        size = f" {row.input_size[0]}x{row.input_size[1]}" if row.input_size else ""
-        label = f"{row.method} {row.backbone or ''}{size}".strip()
+    figure, (ours_axis, paper_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    labels = row_labels(paper.rows)
+    for index, row in enumerate(paper.rows):
+        label = f"{labels[row.key]} {row.backbone or ''}".strip()
         fps = _mean(results.values.get(row.key, {}).get("fps"), "fps")
-        score = _mean(results.values.get(row.key, {}).get(accuracy), accuracy)
-        if fps is not None and score is not None:
-            axis.scatter([fps], [score], color=f"C{index}", label=f"{label} (ours)")
+        score = _mean(results.values.get(row.key, {}).get(accuracy), accuracy) if results.accuracy_shown else None
+        if fps is not None:
+            ours_axis.scatter([fps], [score if score is not None else 0.0], color=f"C{index}", label=label,
+                              marker="o" if score is not None else "|")
         paper_fps, paper_score = row.values.get("fps"), row.values.get(accuracy)
         if paper_fps is not None and paper_score is not None:
-            axis.scatter([paper_fps], [paper_score], facecolors="none", edgecolors=f"C{index}", label=f"{label} (paper)")
-    axis.set_xlabel("speed (FPS)")
-    axis.set_ylabel(f"{METRICS[accuracy].label} ({METRICS[accuracy].unit})")
-    axis.set_title(suite.title)
-    axis.legend(fontsize=7)
+            paper_axis.scatter([paper_fps], [paper_score], facecolors="none", edgecolors=f"C{index}", label=label)
+    device = ", ".join(results.devices) or "-"
+    ours_axis.set_xlabel(f"our speed on {device} (FPS)")
+    ours_axis.set_ylabel(f"our {METRICS[accuracy].label} ({METRICS[accuracy].unit})" if results.accuracy_shown
+                         else f"{METRICS[accuracy].label}: not measured under the {results.budget} budget")
+    ours_axis.set_title("ours")
+    paper_axis.set_xlabel("paper's speed on its GPU (FPS)")
+    paper_axis.set_ylabel(f"paper's {METRICS[accuracy].label} ({METRICS[accuracy].unit})")
+    paper_axis.set_title("paper")
+    for axis in (ours_axis, paper_axis):
+        if axis.collections:
+            axis.legend(fontsize=7)
+    figure.suptitle(suite.title)
     return _save(figure, directory, f"{suite.name}_speed")
 
 
+def compared_pair(suite) -> tuple[str, str] | None:
+    """(baseline row, proposed row) of a suite: its first `pairs` entry, else its `baseline` and the row after
+    it, else the rows other than its `reference` and the reference (FaPN style), else its first two rows."""
+    rows = [row.row for row in suite.rows]
+    if suite.compare.get("pairs"):
+        return tuple(suite.compare["pairs"][0])
+    if suite.compare.get("baseline") in rows and len(rows) >= 2:
+        base = suite.compare["baseline"]
+        return base, next(r for r in rows if r != base)
+    if suite.compare.get("reference") in rows and len(rows) >= 2:
+        ours = suite.compare["reference"]
+        return next(r for r in rows if r != ours), ours
+    return (rows[0], rows[1]) if len(rows) >= 2 else None
+
+
 def class_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | None:
-    """Per-class IoU bars of the first compared pair (or the first two rows)."""
+    """Per-class IoU bars of the suite's baseline and its proposed method, in Cityscapes class order
+    (train id); none under a budget that says nothing about accuracy."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    pairs = suite.compare.get("pairs") or ([[r.row for r in suite.rows[:2]]] if len(suite.rows) >= 2 else [])
-    if not pairs or not all(key in results.class_iou for key in pairs[0]):
+    pair = compared_pair(suite)
+    if not results.accuracy_shown or pair is None or not all(key in results.class_iou for key in pair):
         return None
+    labels = row_labels(paper.rows)
     paper_rows = {row.key: row for row in paper.rows}
-    base, ours = pairs[0]
-    classes = list(results.class_iou[ours])
+    measured = set(results.class_iou[pair[0]]) | set(results.class_iou[pair[1]])
+    classes = [name for name in CITYSCAPES_CLASSES if name in measured] + sorted(measured - set(CITYSCAPES_CLASSES))
     figure, axis = plt.subplots(figsize=(10, 3.5))
     positions = np.arange(len(classes))
-    for offset, key in ((-0.2, base), (0.2, ours)):
+    for offset, key, role in ((-0.2, pair[0], "baseline"), (0.2, pair[1], "proposed")):
         values = [100 * (results.class_iou[key].get(c) or 0.0) for c in classes]
-        axis.bar(positions + offset, values, width=0.4, label=f"{paper_rows[key].method} {paper_rows[key].backbone or ''}".strip())
+        name = f"{labels[key]} {paper_rows[key].backbone or ''}".strip()
+        axis.bar(positions + offset, values, width=0.4, label=f"{name} ({role})")
     axis.set_xticks(positions, classes, rotation=60, ha="right", fontsize=8)
     axis.set_ylabel("IoU (%)")
-    axis.set_title(f"{suite.title}: per-class IoU")
+    axis.set_title(f"{suite.title}: per-class IoU (first seed)")
     axis.legend(fontsize=8)
     return _save(figure, directory, f"{suite.name}_classes")
 
@@ -424,6 +502,29 @@ th:first-child,td:first-child{text-align:left}tr.improvement td{color:#555;font-
 .footnote{font-size:12px;color:#444;margin:0.2em 0}img{max-width:100%;margin:0.5em 0}"""
 
 
+def report_summary(sections: Sequence[tuple]) -> list[str]:
+    """What the report holds, in a few lines for its top: what was run, on what data and devices, and what
+    its accuracy numbers can and cannot say."""
+    measured = [(suite, results) for suite, _, results, _ in sections if results.values]
+    if not measured:
+        return ["No results in the store yet: every table shows the papers' numbers only."]
+    budgets = sorted({results.budget for _, results in measured if results.budget})
+    data = sorted({d for _, results in measured for d in results.data})
+    devices = sorted({d for _, results in measured for d in results.devices})
+    seeds = sorted({s for _, results in measured for s in results.seeds})
+    lines = [f"Run: {len(measured)} of {len(sections)} suites have results; budget {', '.join(budgets)}; "
+             f"data {', '.join(data)}; devices {', '.join(devices)}; seeds {', '.join(map(str, seeds))}."]
+    hidden = [suite.name for suite, results in measured if not results.accuracy_shown]
+    if hidden:
+        lines.append(f"Accuracy: {len(hidden)} suites were run under a budget that says nothing about accuracy; their "
+                     "accuracy cells show — and only their params, GMACs and latency are results.")
+    if any(device.startswith("cpu") for device in devices):
+        lines.append("Speed: measured latency on a CPU is shown as CPU latency, never beside the papers' GPU FPS.")
+    lines.append("Paper numbers are the papers' own (reports/paper); params / GMACs gaps over 5% are flagged ⚑ "
+                 "and explained in docs/fidelity.md.")
+    return lines
+
+
 def render_report(
     sections: Sequence[tuple], out_dir: Path, title_note: str, formats: Sequence[str] = ("md", "tex", "html")
 ) -> dict[str, Path]:
@@ -434,13 +535,19 @@ def render_report(
     matplotlib.use("Agg")
     out_dir = Path(out_dir)
     figures_dir = out_dir / "figures"
-    markdown = [f"# alignbench report\n\n{title_note}\n"]
+    summary = report_summary(sections)
+    markdown = [f"# alignbench report\n\n{title_note}\n", "## Summary\n", *[f"- {line}" for line in summary], ""]
     latex = [r"% alignbench report: \usepackage{booktabs}" + "\n"]
+    contents_list = "".join(f'<li><a href="#{html_anchor(suite.title)}">{html_text(suite.title)}</a></li>'
+                            for suite, *_ in sections)
     html_parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>alignbench report</title><style>{_HTML_STYLE}</style></head><body>",
-                  f"<h1>alignbench report</h1><p>{title_note}</p>"]
+                  f"<h1>alignbench report</h1><p>{html_text(title_note)}</p>",
+                  "<h2>Summary</h2><ul>" + "".join(f"<li>{html_text(line)}</li>" for line in summary) + "</ul>",
+                  f"<h2>Contents</h2><ol>{contents_list}</ol>"]
     for suite, paper, results, budget_note in sections:
-        tables = [suite_table(suite, paper, results, budget_note), difference_table(suite, paper, results),
-                  class_iou_table(suite, paper, results)]
+        tables = [suite_table(suite, paper, results, budget_note)]
+        if results.accuracy_shown:  # intervals and per-class scores of a budget that cannot learn are no result
+            tables += [difference_table(suite, paper, results), class_iou_table(suite, paper, results)]
         for table in tables:
             if table is None:
                 continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,14 +50,15 @@ def paper_text(metric: str, value: float | None) -> str:
 
 
 def format_measured(metric: str, values: Sequence[float]) -> str:
-    """Mean of the seeds (with ± population std when there are several), in display units."""
+    """Mean of the seeds (with ± population std when there are several and they differ), in display units."""
     shown = [display_value(metric, v) for v in values if v is not None and not math.isnan(v)]
     if not shown:
         return "-"
     mean = statistics.fmean(shown)
     text = f"{mean:.{digits(metric)}f}"
-    if len(shown) > 1:
-        text += f"±{statistics.pstdev(shown):.{digits(metric)}f}"
+    spread = statistics.pstdev(shown) if len(shown) > 1 else 0.0
+    if round(spread, digits(metric)) > 0:  # no "±0.00" on deterministic figures (params, GMACs)
+        text += f"±{spread:.{digits(metric)}f}"
     return text
 
 
@@ -64,7 +66,8 @@ def signed(value: float | None, metric: str) -> str:
     """An improvement as the papers print it: (+2.6)."""
     if value is None or math.isnan(value):
         return ""
-    return f"({value:+.{digits(metric)}f})"
+    rounded = round(value, digits(metric)) + 0.0  # + 0.0 turns -0.0 into 0.0: no "(-0.0)"
+    return f"({rounded:+.{digits(metric)}f})"
 
 
 def best_index(metric: str, values: Sequence[float | None]) -> int | None:
@@ -118,17 +121,27 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+def html_text(text: str) -> str:
+    """Escaped text for HTML, Markdown's `code` spans as <code> (no literal backticks on the page)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def html_anchor(title: str) -> str:
+    """The id of a table's heading, for the report's table of contents."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
 def to_html(table: Table) -> str:
     def cell(c: Cell, tag: str = "td") -> str:
         text = html.escape(c.text)
         return f"<{tag}>{'<b>' + text + '</b>' if c.bold and text else text}</{tag}>"
 
-    parts = [f"<h3>{html.escape(table.title)}</h3>", "<table>", "<thead><tr>"]
+    parts = [f'<h3 id="{html_anchor(table.title)}">{html_text(table.title)}</h3>', "<table>", "<thead><tr>"]
     parts += [f"<th>{html.escape(h)}</th>" for h in table.header]
     parts.append("</tr></thead><tbody>")
     for index, row in enumerate(table.rows):
         style = ' class="improvement"' if index in table.separators else ""
         parts.append(f"<tr{style}>" + "".join(cell(c) for c in row) + "</tr>")
     parts.append("</tbody></table>")
-    parts += [f'<p class="footnote">{html.escape(note)}</p>' for note in table.footnotes]
+    parts += [f'<p class="footnote">{html_text(note)}</p>' for note in table.footnotes]
     return "\n".join(parts) + "\n"

@@ -270,7 +270,8 @@ def test_alignment_figure_shows_each_level_beside_the_image_stretched_to_its_siz
 
 def test_flow_figure_has_colours_and_arrows_per_level():
     image = np.zeros((16, 32, 3), np.uint8)
-    figure = figures.flow_figure(image, {"p2": constant_flow(1.0, 0.0, 8, 16), "p3": constant_flow(0.0, 1.0, 4, 8)})
+    # both move 2 image px (p2: 1 px of its 8x16 grid, p3: 0.5 px of its 4x8 grid): both fully saturated
+    figure = figures.flow_figure(image, {"p2": constant_flow(1.0, 0.0, 8, 16), "p3": constant_flow(0.0, 0.5, 4, 8)})
     quivers = [c for ax in figure.axes for c in ax.collections if isinstance(c, Quiver)]
     assert len(quivers) == 2 and np.all(quivers[1].V > 0) and np.all(quivers[1].U == 0)
     colours = [ax.get_images()[0].get_array() for ax in figure.axes[:4:2]]
@@ -346,3 +347,25 @@ def test_figures_module_does_not_use_pyplot():
 def test_bad_input_raises_a_clear_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_every_heat_map_has_a_colour_bar_in_the_maps_units():
+    image = np.zeros((32, 64, 3), np.uint8)
+    before = {"p2": torch.full((4, 8, 16), 2.0), "p3": torch.rand(4, 4, 8)}
+    before["p2"][:, 0, 0] = 4.0
+    figure = figures.alignment_figure(image, {"before": before})
+    bars = [ax for ax in figure.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 2  # one per heat map (two levels, one column)
+    assert [t.get_text() for t in bars[0].get_yticklabels()] == ["2", "3", "4"]
+
+
+def test_flows_of_all_levels_share_one_stated_scale():
+    image = np.zeros((16, 32, 3), np.uint8)
+    # p2 (stride 2) moves 1 grid px = 2 image px; p3 (stride 4) 0.25 grid px = 1 image px
+    figure = figures.flow_figure(image, {"p2": constant_flow(1.0, 0.0, 8, 16), "p3": constant_flow(0.25, 0.0, 4, 8)})
+    quivers = [c for ax in figure.axes for c in ax.collections if isinstance(c, Quiver)]
+    assert quivers[0].scale == quivers[1].scale  # no per-level rescaling
+    np.testing.assert_allclose(quivers[0].U, 2.0) and np.testing.assert_allclose(quivers[1].U, 1.0)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert "max 2 image px" in titles[0] and "max 1 image px" in titles[2]
+    assert titles[1] == titles[3] and titles[1].startswith("arrows x")

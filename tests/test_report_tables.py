@@ -5,10 +5,11 @@ from alignbench.reports.paper import paper_table
 from alignbench.reports.report import SuiteResults, suite_table
 
 
-def _results(values: dict[str, dict[str, float]]) -> SuiteResults:
+def _results(values: dict[str, dict[str, float | list[float]]], budget: str = "short", accuracy_shown: bool = True) -> SuiteResults:
     return SuiteResults(
-        values={row: {metric: [value] for metric, value in metrics.items()} for row, metrics in values.items()},
-        class_iou={}, seeds=[0], devices=["cpu"], data=["synthetic"], budget="smoke", timing=[],
+        values={row: {metric: value if isinstance(value, list) else [value] for metric, value in metrics.items()}
+                for row, metrics in values.items()},
+        class_iou={}, seeds=[0], devices=["cpu"], data=["synthetic"], budget=budget, timing=[], accuracy_shown=accuracy_shown,
     )
 
 
@@ -32,7 +33,8 @@ def test_reference_difference_is_reference_minus_row_like_fapn_prints_it():
     paper = paper_table("FaPN", "Table 1")
     table = suite_table(suite, paper, _results({"fpn_r50": {"mIoU": 0.70}, "fapn_r50": {"mIoU": 0.72}}))
     # paper: FaPN 80.0 - FPN 77.4 = (+2.6), exactly as FaPN Table 1 prints "77.4 (+2.6)"
-    assert _cells(table, "FPN")[4:6] == ["70.0 (+2.0)", "77.4 (+2.6)"]  # columns: params ours / paper, mIoU ours / paper
+    # columns: params ours / paper / gap, mIoU ours / paper
+    assert _cells(table, "FPN")[5:7] == ["70.0 (+2.0)", "77.4 (+2.6)"]
 
 
 def test_garbled_headers_are_shown_by_their_clean_label():
@@ -40,3 +42,73 @@ def test_garbled_headers_are_shown_by_their_clean_label():
     table = suite_table(suite, paper_table("FPT", "Table 1"), _results({}))
     assert "AP (box) ours" in table.header and "AP (mask) paper" in table.header and "Params (M) ours" in table.header
     assert not any("A P" in name or "Para msC" in name for name in table.header)
+
+
+def test_smoke_accuracy_is_not_shown_bolded_or_compared():
+    (suite,) = load_suites(["fapn_table1"])
+    paper = paper_table("FaPN", "Table 1")
+    measured = {"fpn_r50": {"params_m": 28.6, "mIoU": 0.03}, "fapn_r50": {"params_m": 33.5, "mIoU": 0.04}}
+    table = suite_table(suite, paper, _results(measured, budget="smoke", accuracy_shown=False))
+    fpn = _cells(table, "FPN")
+    assert fpn[5:7] == ["—", "77.4 (+2.6)"]  # the paper's numbers stay; ours is no result
+    assert fpn[2] == "28.60 (+4.90)"  # params are real measurements, their differences too
+    assert not any(cell.bold for row in table.rows for cell in row)
+    assert any(note.startswith("—: accuracy was measured under the smoke budget") for note in table.footnotes)
+
+
+def test_accuracy_under_a_measuring_budget_is_shown_and_best_bolded():
+    (suite,) = load_suites(["fapn_table1"])
+    paper = paper_table("FaPN", "Table 1")
+    measured = {"fpn_r50": {"params_m": 28.6, "mIoU": 0.50}, "fapn_r50": {"params_m": 33.5, "mIoU": 0.55}}
+    table = suite_table(suite, paper, _results(measured))
+    bold = [(row[0].text, cell.text) for row in table.rows for cell in row if cell.bold]
+    assert bold == [("FPN + FAM + FSM (FaPN)", "55.0 (+0.0)")]  # only accuracy is bolded, not the smallest params
+
+
+def test_params_gap_to_the_paper_is_flagged_over_five_percent():
+    (suite,) = load_suites(["fapn_table1"])
+    paper = paper_table("FaPN", "Table 1")
+    paper_params = {row.key: row.values["params_m"] for row in paper.rows}
+    measured = {"fpn_r50": {"params_m": paper_params["fpn_r50"] * 1.02}, "fapn_r50": {"params_m": paper_params["fapn_r50"] * 1.10}}
+    table = suite_table(suite, paper, _results(measured))
+    assert _cells(table, "FPN")[4] == "+2.0%"
+    assert _cells(table, "FPN + FAM + FSM (FaPN)")[4] == "+10.0% ⚑"
+    assert any("docs/fidelity.md" in note for note in table.footnotes)
+
+
+def test_deterministic_figures_carry_no_zero_spread_or_negative_zero():
+    (suite,) = load_suites(["fapn_table1"])
+    paper = paper_table("FaPN", "Table 1")
+    measured = {"fpn_r50": {"params_m": [28.612, 28.612]}, "fapn_r50": {"params_m": [28.610, 28.610]}}  # FaPN - FPN = -0.002
+    results = _results(measured)
+    results.seeds = [0, 1]
+    table = suite_table(suite, paper, results)
+    text = " ".join(cell.text for row in table.rows for cell in row)
+    assert "±" not in text and "(-0.0)" not in text
+    assert _cells(table, "FPN")[2] == "28.61 (+0.00)"
+
+
+def test_rows_that_would_read_alike_are_told_apart():
+    from alignbench.reports.report import row_labels
+
+    table_6 = row_labels(paper_table("FaPN", "Table 6").rows)
+    assert table_6["fpn_panoptic_fcn_r50"] == "FPN (PanopticFCN)" and table_6["fpn_panoptic_fpn_r50"] == "FPN (PanopticFPN)"
+    table_8a = row_labels(paper_table("FaPN", "Table 8(a)").rows)
+    assert table_8a["fapn_r18_512x1024"] == "FaPN 512x1024" and table_8a["fapn_r18_768x1536"] == "FaPN 768x1536"
+    assert table_8a["espnet"] == "ESPNet [35]"  # a row no other reads like keeps its name
+
+
+def test_rendered_report_has_a_summary_contents_and_no_literal_backticks(tmp_path):
+    from alignbench.reports.report import render_report
+
+    (suite,) = load_suites(["fapn_table8a"])
+    paper = paper_table("FaPN", "Table 8(a)")
+    results = _results({"fapn_r18_512x1024": {"fps": 3.1, "mIoU_val": 0.02}}, budget="smoke", accuracy_shown=False)
+    written = render_report([(suite, paper, results, "CPU minutes")], tmp_path, "Results: `store.sqlite`.", formats=("md", "html"))
+    page = written["html"].read_text()
+    assert "`" not in page and "<code>store.sqlite</code>" in page
+    assert "<h2>Summary</h2>" in page and f'href="#{"fapn-table-8-a-real-time-semantic-segmentation-on-cityscapes"}"' in page
+    markdown = written["md"].read_text()
+    assert "## Summary" in markdown and "say nothing about accuracy" not in markdown
+    assert "a budget that says nothing about accuracy" in markdown
+    assert (tmp_path / "figures" / "fapn_table8a_speed.png").exists()  # ours and the paper's FPS on separate axes

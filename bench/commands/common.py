@@ -90,7 +90,7 @@ def device_name(text: str) -> str:
 
 
 def budget_name(text: str) -> str:
-    """One of the budgets of bench/recipes.py (smoke, short, paper)."""
+    """One of the budgets of bench/recipes.py (smoke, miniature, short, paper)."""
     from alignbench.bench.recipes import BUDGETS
 
     if text not in BUDGETS:

@@ -55,7 +55,8 @@ def register(subparsers) -> None:
     run_all.add_argument("--data", action="append",
                          help="'synthetic' (default, or a comparison suite's data), 'cityscapes=PATH' or 'coco=PATH' (repeatable)")
     run_all.add_argument("--budget", type=budget_name,
-                         help="smoke (CPU minutes, default unless a comparison suite states one), short (GPU minutes) or paper")
+                         help="smoke (CPU minutes, default unless a comparison suite states one; a pipeline check), miniature "
+                              "(the laptop protocol, docs/miniature_protocol.md), short (GPU minutes) or paper")
     run_all.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
     run_all.add_argument("--results", type=store_file, default="alignbench-output/results.sqlite",
                          help="results database (default alignbench-output/results.sqlite)")

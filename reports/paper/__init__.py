@@ -52,7 +52,7 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when availabl
 _KEY = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 _TOP_FIELDS = {"paper", "title", "source", "tables"}
 _TABLE_FIELDS = {"id", "caption", "dataset", "columns", "rows", "source", "note"}
-_ROW_FIELDS = {"key", "method", "backbone", "input_size", "ours", "text", "values", "note"}
+_ROW_FIELDS = {"key", "method", "backbone", "framework", "input_size", "ours", "text", "values", "note"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ class PaperRow:
     text: str
     values: Mapping[str, float]
     note: str | None = None
+    framework: str | None = None  # the detector / segmenter a row's neck sits in, where a table mixes them (merged cells)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def _parse_row(path: Path, where: str, raw: Any, columns: tuple[str, ...]) -> Pa
         text=_text(path, f"{where}.text", raw["text"]),
         values=MappingProxyType({name: float(value) for name, value in values.items()}),
         note=_text(path, f"{where}.note", raw.get("note"), optional=True),
+        framework=_text(path, f"{where}.framework", raw.get("framework"), optional=True),
     )
 
 
