@@ -16,7 +16,8 @@ modeling/meta_arch/rcnn.py, configs/Base-RCNN-FPN.yaml):
 - RoI pooling (`ROIPooler` with POOLER_TYPE "ROIAlignV2", POOLER_SAMPLING_RATIO 0): RoIAlign with
   aligned=True (half-pixel shift) and adaptive sampling, level = floor(4 + log2(sqrt(area) / 224 + 1e-8))
   clamped to P2..P5, scale 1 / stride (`Detectron2RoIPooler`; torchvision's MultiScaleRoIAlign has no
-  `aligned` argument).
+  `aligned` argument);
+- mask pasting (layers/mask_ops.py `paste_masks_in_image`): `paste_masks_detectron2`.
 
 torchvision's own MultiScaleRoIAlign / AnchorGenerator / transform are not written by hand here: these
 subclasses or small modules exist only because torchvision exposes no option for the differing parts.
@@ -28,9 +29,10 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
 from alignbench.models.detectron2 import PIXEL_MEAN_BGR, PIXEL_STD
@@ -48,6 +50,49 @@ class Detectron2Transform(GeneralizedRCNNTransform):
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         bgr = image.flip(0) * 255.0
         return (bgr - self.pixel_mean.to(image)) / self.pixel_std.to(image)
+
+    def postprocess(self, result, image_shapes, original_image_sizes):
+        """Boxes scaled to the input size as torchvision does (= detectron2's detector_postprocess), masks
+        pasted by `paste_masks_detectron2` instead of torchvision's paste."""
+        if self.training:
+            return result
+        for prediction, size, original_size in zip(result, image_shapes, original_image_sizes):
+            prediction["boxes"] = resize_boxes(prediction["boxes"], size, original_size)
+            if "masks" in prediction:
+                prediction["masks"] = paste_masks_detectron2(prediction["masks"], prediction["boxes"], original_size)
+        return result
+
+
+def paste_masks_detectron2(masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:
+    """detectron2's `paste_masks_in_image` (layers/mask_ops.py `_do_paste_mask`, its one-mask-at-a-time CPU
+    path), returning probabilities (detectron2 then thresholds them at >= 0.5).
+
+    Each image pixel centre (x + 0.5) inside [floor(x0) - 1, ceil(x1) + 1) (clipped to the image) is mapped
+    to (x + 0.5 - x0) / (x1 - x0) * 2 - 1 and the M x M mask is sampled there with grid_sample
+    (bilinear, align_corners=False, zero padding); torchvision instead pads the mask by one pixel, expands
+    the box accordingly, resizes the mask to the integer box and pastes it. Written here because no
+    library offers detectron2's variant.
+
+    Args:
+        masks: (N, 1, M, M) probabilities; boxes: (N, 4) in image pixels; image_size: (height, width).
+
+    Returns:
+        (N, 1, height, width) probabilities.
+    """
+    height, width = int(image_size[0]), int(image_size[1])
+    pasted = masks.new_zeros((len(masks), 1, height, width))
+    for index, (mask, box) in enumerate(zip(masks, boxes)):
+        x0, y0, x1, y1 = box.tolist()
+        left, top = max(math.floor(x0) - 1, 0), max(math.floor(y0) - 1, 0)
+        right, bottom = min(math.ceil(x1) + 1, width), min(math.ceil(y1) + 1, height)
+        if right <= left or bottom <= top:
+            continue
+        xs = (torch.arange(left, right, dtype=torch.float32, device=masks.device) + 0.5 - box[0]) / (box[2] - box[0]) * 2 - 1
+        ys = (torch.arange(top, bottom, dtype=torch.float32, device=masks.device) + 0.5 - box[1]) / (box[3] - box[1]) * 2 - 1
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]
+        sampled = F.grid_sample(mask[None].float(), grid.to(masks.dtype), align_corners=False)
+        pasted[index, :, top:bottom, left:right] = sampled[0]
+    return pasted
 
 
 class Detectron2AnchorGenerator(AnchorGenerator):
