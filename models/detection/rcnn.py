@@ -29,7 +29,10 @@ and neck keep the mode the caller set (BatchNorm statistics), as with the segmen
 
 torchvision resizes every image so that its short side is `min_size` (long side at most `max_size`),
 normalises with the ImageNet mean / std and pads the batch to a multiple of 32. The defaults are COCO's
-(800, 1333); tests pass small values. Nothing is downloaded: the torchvision classes are built directly
+(800, 1333); tests pass small values. With `detectron2_ops` (on for detectron2's ResNet, which detectron2
+checkpoints and MSRA `.pkl` backbone weights select) the network sees detectron2's input instead (BGR,
+0..255 minus PIXEL_MEAN), and anchors, RoI pooling and mask pasting follow detectron2
+(models.detection.detectron2_ops); callers still pass RGB in [0, 1]. Nothing is downloaded: the torchvision classes are built directly
 (no `weights=` builder) and backbone weights come from a local file only.
 """
 
@@ -278,8 +281,8 @@ def build_rcnn(
     4-level RoI poolers; `rcnn_options` are further keyword arguments of the torchvision class (e.g.
     box_score_thresh, box_detections_per_img, rpn_post_nms_top_n_test).
 
-    `detectron2_ops=True` swaps in detectron2's input normalisation, anchors and RoIAlignV2 pooling
-    (models.detection.detectron2_ops) so that detectron2 checkpoints compute what they computed there."""
+    `detectron2_ops=True` swaps in detectron2's input normalisation, anchors, RoIAlignV2 pooling and mask
+    pasting (models.detection.detectron2_ops) so that detectron2 checkpoints compute what they computed there."""
     if kind not in DETECTOR_KINDS:
         raise ValueError(f"kind: expected one of {DETECTOR_KINDS}, got {kind!r}")
     if num_classes < 1:
