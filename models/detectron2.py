@@ -108,18 +108,19 @@ def _semseg_fpn_rules(source: str, target: str, head: nn.Module) -> list[tuple[s
     return rules
 
 
-def detectron2_neck_rules(model: nn.Module) -> list[tuple[str, object]]:
-    """FPN / FaPN keys of a detectron2 checkpoint -> `model.neck` keys."""
-    ours = model.state_dict()
-    output = "neck.output.p{}.0." if any(re.fullmatch(r"neck\.output\.p\d\.0\.weight", k) for k in ours) else "neck.output.p{}."
+def detectron2_neck_rules(neck: nn.Module, target: str = "neck.") -> list[tuple[str, object]]:
+    """FPN / FaPN keys of a detectron2 checkpoint -> keys of `neck` under `target`."""
+    ours = neck.state_dict()
+    output = f"{target}output.p{{}}.0." if any(re.fullmatch(r"output\.p\d\.0\.weight", k) for k in ours) else f"{target}output.p{{}}."
+    t = target
     return [
-        (r"backbone\.fpn_lateral(\d)\.(.+)", r"neck.lateral.p\1.\2"),
+        (r"backbone\.fpn_lateral(\d)\.(.+)", rf"{t}lateral.p\1.\2"),
         (r"backbone\.fpn_output(\d)\.(.+)", lambda m: output.format(m.group(1)) + m.group(2)),
-        (r"backbone\.fan_align\d\.(weight|bias)", r"neck.top_lateral.\1"),
-        (r"backbone\.fan_align(\d)\.lateral_conv\.conv_atten\.(.+)", r"neck.lateral.p\1.attention.\2"),
-        (r"backbone\.fan_align(\d)\.lateral_conv\.conv\.(.+)", r"neck.lateral.p\1.reduce.\2"),
-        (r"backbone\.fan_align(\d)\.offset\.(.+)", r"neck.align.p\1.offset.\2"),
-        (r"backbone\.fan_align(\d)\.dcpack_L2\.(.+)", r"neck.align.p\1.dcn.\2"),
+        (r"backbone\.fan_align\d\.(weight|bias)", rf"{t}top_lateral.\1"),
+        (r"backbone\.fan_align(\d)\.lateral_conv\.conv_atten\.(.+)", rf"{t}lateral.p\1.attention.\2"),
+        (r"backbone\.fan_align(\d)\.lateral_conv\.conv\.(.+)", rf"{t}lateral.p\1.reduce.\2"),
+        (r"backbone\.fan_align(\d)\.offset\.(.+)", rf"{t}align.p\1.offset.\2"),
+        (r"backbone\.fan_align(\d)\.dcpack_L2\.(.+)", rf"{t}align.p\1.dcn.\2"),
     ]
 
 
@@ -135,7 +136,7 @@ def from_detectron2_semantic(model: nn.Module, state: dict[str, torch.Tensor]) -
         raise ValueError("detectron2 checkpoints need the detectron2-style ResNet (build with backbone_style='detectron2')")
     dropped = _input_normalisation_keys(state)
     kept = {key: value for key, value in state.items() if key not in dropped}
-    rules = detectron2_resnet_rules("backbone.bottom_up.", "backbone.") + detectron2_neck_rules(model)
+    rules = detectron2_resnet_rules("backbone.bottom_up.", "backbone.") + detectron2_neck_rules(model.neck)
     head = model.head
     if hasattr(head, "point_head"):
         rules += _semseg_fpn_rules("sem_seg_head.coarse_sem_seg_head.", "head.coarse_head.", head.coarse_head)
@@ -146,3 +147,68 @@ def from_detectron2_semantic(model: nn.Module, state: dict[str, torch.Tensor]) -
     else:
         rules += _semseg_fpn_rules("sem_seg_head.", "head.", head)
     return rename(kept, rules), dropped
+
+
+def _background_first(value: torch.Tensor) -> torch.Tensor:
+    """detectron2's class scores (K foreground rows, then the background) -> torchvision's (background first)."""
+    return torch.cat([value[-1:], value[:-1]])
+
+
+def _with_background_slot(value: torch.Tensor, rows_per_class: int) -> torch.Tensor:
+    """detectron2's class-specific rows (no background) -> torchvision's, whose class 0 is the background:
+    a zero slot is put first. torchvision never reads it (inference drops class 0; the losses index rows by
+    the foreground labels), so its value does not enter any output."""
+    return torch.cat([value.new_zeros((rows_per_class, *value.shape[1:])), value])
+
+
+def detection_value_changes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Class order of detectron2's predictors -> torchvision's (keys already renamed to ours):
+    cls_score rows (background last -> first), bbox_pred (4 rows per class) and mask_fcn_logits (1 row per
+    class) get torchvision's background slot (detectron2 FastRCNNOutputLayers / MaskRCNNConvUpsampleHead)."""
+    changed = dict(state)
+    for key, value in state.items():
+        if ".box_predictor.cls_score." in key:
+            changed[key] = _background_first(value)
+        elif ".box_predictor.bbox_pred." in key:
+            changed[key] = _with_background_slot(value, 4)
+        elif ".mask_predictor.mask_fcn_logits." in key:
+            changed[key] = _with_background_slot(value, 1)
+    return changed
+
+
+def from_detectron2_detection(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A detectron2 GeneralizedRCNN / PanopticFPN checkpoint -> our RCNNDetector / PanopticFPN keys.
+
+    Key layout (detectron2 modeling/meta_arch/rcnn.py, panoptic_fpn.py; proposal_generator/rpn.py
+    StandardRPNHead; roi_heads/box_head.py FastRCNNConvFCHead; roi_heads/fast_rcnn.py FastRCNNOutputLayers;
+    roi_heads/mask_head.py MaskRCNNConvUpsampleHead): "proposal_generator.rpn_head.{conv, objectness_logits,
+    anchor_deltas}", "roi_heads.box_head.fc{1,2}", "roi_heads.box_predictor.{cls_score, bbox_pred}",
+    "roi_heads.mask_head.{mask_fcn1..4, deconv, predictor}", "sem_seg_head.*" (Panoptic FPN's SemSegFPNHead).
+    The RPN's output channels follow the cell-anchor order, size-major in detectron2 and aspect-ratio-major
+    in torchvision: with one anchor size per level (every alignbench detector) the two orders coincide, so
+    no channel is permuted; other anchor layouts are refused.
+    """
+    if getattr(model.backbone, "style", "torchvision") != "detectron2":
+        raise ValueError("detectron2 checkpoints need the detectron2-style ResNet (build with backbone_style='detectron2')")
+    if any(len(sizes) != 1 for sizes in model.rcnn.rpn.anchor_generator.sizes):
+        raise ValueError("detectron2 checkpoints: the RPN channel order is mapped for one anchor size per level only")
+    dropped = _input_normalisation_keys(state)
+    dropped.update({key: "detectron2's anchor buffers (recomputed by the anchor generator)"
+                    for key in state if key.startswith("proposal_generator.anchor_generator.")})
+    kept = {key: value for key, value in state.items() if key not in dropped}
+    rules = detectron2_resnet_rules("backbone.bottom_up.", "rcnn.backbone.body.")
+    rules += detectron2_neck_rules(model.neck, "rcnn.backbone.neck.")
+    rules += [
+        (r"proposal_generator\.rpn_head\.conv\.(.+)", r"rcnn.rpn.head.conv.0.0.\1"),
+        (r"proposal_generator\.rpn_head\.objectness_logits\.(.+)", r"rcnn.rpn.head.cls_logits.\1"),
+        (r"proposal_generator\.rpn_head\.anchor_deltas\.(.+)", r"rcnn.rpn.head.bbox_pred.\1"),
+        (r"roi_heads\.box_head\.fc1\.(.+)", r"rcnn.roi_heads.box_head.fc6.\1"),
+        (r"roi_heads\.box_head\.fc2\.(.+)", r"rcnn.roi_heads.box_head.fc7.\1"),
+        (r"roi_heads\.box_predictor\.(cls_score|bbox_pred)\.(.+)", r"rcnn.roi_heads.box_predictor.\1.\2"),
+        (r"roi_heads\.mask_head\.mask_fcn(\d)\.(.+)", lambda m: f"rcnn.roi_heads.mask_head.{int(m[1]) - 1}.0.{m[2]}"),
+        (r"roi_heads\.mask_head\.deconv\.(.+)", r"rcnn.roi_heads.mask_predictor.conv5_mask.\1"),
+        (r"roi_heads\.mask_head\.predictor\.(.+)", r"rcnn.roi_heads.mask_predictor.mask_fcn_logits.\1"),
+    ]
+    if hasattr(model, "semantic_head"):
+        rules += _semseg_fpn_rules("sem_seg_head.", "semantic_head.", model.semantic_head)
+    return detection_value_changes(rename(kept, rules)), dropped

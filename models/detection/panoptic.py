@@ -227,6 +227,8 @@ def build_panoptic_fpn(
     backbone_weights: str | Path | None = None,
     frozen_bn: bool | None = None,
     freeze_stem: bool = False,
+    backbone_style: str | None = None,
+    detectron2_ops: bool | None = None,
     min_size: int | Sequence[int] = 800,
     max_size: int = 1333,
     rcnn_options: Mapping | None = None,
@@ -235,10 +237,18 @@ def build_panoptic_fpn(
 
     `num_classes` counts thing categories (the Mask R-CNN's, background excluded); the semantic branch
     predicts `num_stuff_classes` + 1 classes (53 + 1 for COCO; 11 + 1 for the Cityscapes-layout data).
-    `semantic_channels` must be a multiple of 32 (GroupNorm(32)).
+    `semantic_channels` must be a multiple of 32 (GroupNorm(32)). `backbone_style` / `detectron2_ops` as in
+    models.detection.rcnn.build_detector.
     """
-    backbone = build_pyramid_backbone(depth, neck, neck_options, neck_channels, backbone_weights, frozen_bn, freeze_stem)
-    rcnn = build_rcnn("mask", num_classes, backbone, min_size=min_size, max_size=max_size, rcnn_options=rcnn_options)
+    backbone = build_pyramid_backbone(
+        depth, neck, neck_options, neck_channels, backbone_weights, frozen_bn, freeze_stem, backbone_style
+    )
+    if detectron2_ops is None:
+        detectron2_ops = backbone.body.style == "detectron2"
+    rcnn = build_rcnn(
+        "mask", num_classes, backbone, min_size=min_size, max_size=max_size, rcnn_options=rcnn_options,
+        detectron2_ops=detectron2_ops,
+    )
     strides = {level: 2 ** int(level[1:]) for level in ROI_LEVELS}
     head = SemanticFPNHead(
         backbone.out_channels, strides, num_stuff_classes + 1, channels=semantic_channels,

@@ -29,7 +29,10 @@ and neck keep the mode the caller set (BatchNorm statistics), as with the segmen
 
 torchvision resizes every image so that its short side is `min_size` (long side at most `max_size`),
 normalises with the ImageNet mean / std and pads the batch to a multiple of 32. The defaults are COCO's
-(800, 1333); tests pass small values. Nothing is downloaded: the torchvision classes are built directly
+(800, 1333); tests pass small values. With `detectron2_ops` (on for detectron2's ResNet, which detectron2
+checkpoints and MSRA `.pkl` backbone weights select) the network sees detectron2's input instead (BGR,
+0..255 minus PIXEL_MEAN), and anchors, RoI pooling and mask pasting follow detectron2
+(models.detection.detectron2_ops); callers still pass RGB in [0, 1]. Nothing is downloaded: the torchvision classes are built directly
 (no `weights=` builder) and backbone weights come from a local file only.
 """
 
@@ -39,6 +42,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +55,8 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import MultiScaleRoIAlign
 
 from alignbench.models.backbones.resnet import ResNetBackbone
+from alignbench.models.detection.detectron2_ops import Detectron2AnchorGenerator, Detectron2RoIPooler, Detectron2Transform
+from alignbench.models.detectron2 import from_detectron2_detection
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +65,7 @@ PYRAMID_LEVELS = ("p2", "p3", "p4", "p5", "p6")
 ROI_LEVELS = ("p2", "p3", "p4", "p5")
 ANCHOR_SIZES = ((32,), (64,), (128,), (256,), (512,))  # one size per level, P2..P6
 ASPECT_RATIOS = ((0.5, 1.0, 2.0),) * len(ANCHOR_SIZES)
+STRIDES = {level: 2 ** int(level[1:]) for level in PYRAMID_LEVELS}
 
 Images = torch.Tensor | Sequence[torch.Tensor]
 Targets = Sequence[Mapping[str, Any]]
@@ -99,11 +106,18 @@ class RCNNDetector(nn.Module):
         num_classes: object categories, background excluded (labels 1..num_classes).
     """
 
+    checkpoint_converters = {"detectron2": from_detectron2_detection}
+
     def __init__(self, rcnn: GeneralizedRCNN, num_classes: int) -> None:
         super().__init__()
         self.rcnn = rcnn
         self.num_classes = num_classes
         self.with_masks = isinstance(rcnn, MaskRCNN)
+
+    @property
+    def input_bgr(self) -> bool:
+        """True when the network sees detectron2's input (BGR, 0..255 minus PIXEL_MEAN; Detectron2Transform)."""
+        return isinstance(self.rcnn.transform, Detectron2Transform)
 
     @property
     def backbone(self) -> nn.Module:
@@ -238,13 +252,17 @@ def build_pyramid_backbone(
     backbone_weights: str | Path | None = None,
     frozen_bn: bool | None = None,
     freeze_stem: bool = False,
+    backbone_style: str | None = None,
 ) -> PyramidBackbone:
     """ResNet-`depth` + `neck(backbone.out_channels, neck_channels, top_block=True, **neck_options)`.
 
     The neck class must follow the neck interface (models.fpn.FPN) and produce p2..p6; `top_block=True` asks
-    FPN / FaPN for P6 and may be overridden through `neck_options`.
+    FPN / FaPN for P6 and may be overridden through `neck_options`. `backbone_style` as in
+    models.backbones.resnet.ResNetBackbone ("detectron2": stride in the 1x1 conv, FrozenBatchNorm).
     """
-    body = ResNetBackbone(depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=backbone_weights)
+    body = ResNetBackbone(
+        depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=backbone_weights, style=backbone_style
+    )
     options = {"top_block": True, **dict(neck_options or {})}
     return PyramidBackbone(body, neck(body.out_channels, neck_channels, **options))
 
@@ -257,27 +275,38 @@ def build_rcnn(
     min_size: int | Sequence[int] = 800,
     max_size: int = 1333,
     rcnn_options: Mapping | None = None,
+    detectron2_ops: bool = False,
 ) -> GeneralizedRCNN:
     """torchvision FasterRCNN ("faster") or MaskRCNN ("mask") on `backbone` with 5-level anchors and
     4-level RoI poolers; `rcnn_options` are further keyword arguments of the torchvision class (e.g.
-    box_score_thresh, box_detections_per_img, rpn_post_nms_top_n_test)."""
+    box_score_thresh, box_detections_per_img, rpn_post_nms_top_n_test).
+
+    `detectron2_ops=True` swaps in detectron2's input normalisation, anchors, RoIAlignV2 pooling and mask
+    pasting (models.detection.detectron2_ops) so that detectron2 checkpoints compute what they computed there."""
     if kind not in DETECTOR_KINDS:
         raise ValueError(f"kind: expected one of {DETECTOR_KINDS}, got {kind!r}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1 (object categories, background excluded), got {num_classes}")
+    if detectron2_ops:
+        anchors = Detectron2AnchorGenerator(ANCHOR_SIZES, ASPECT_RATIOS, [STRIDES[level] for level in PYRAMID_LEVELS])
+        pooler = partial(Detectron2RoIPooler, ROI_LEVELS, strides=STRIDES)  # POOLER_SAMPLING_RATIO 0
+    else:
+        anchors = AnchorGenerator(ANCHOR_SIZES, ASPECT_RATIOS)
+        pooler = partial(MultiScaleRoIAlign, list(ROI_LEVELS), sampling_ratio=2)
     options: dict[str, Any] = {
-        "rpn_anchor_generator": AnchorGenerator(ANCHOR_SIZES, ASPECT_RATIOS),
-        "box_roi_pool": MultiScaleRoIAlign(featmap_names=list(ROI_LEVELS), output_size=7, sampling_ratio=2),
+        "rpn_anchor_generator": anchors,
+        "box_roi_pool": pooler(output_size=7),
         **dict(rcnn_options or {}),
     }
     if kind == "mask":
-        options.setdefault(
-            "mask_roi_pool", MultiScaleRoIAlign(featmap_names=list(ROI_LEVELS), output_size=14, sampling_ratio=2)
-        )
+        options.setdefault("mask_roi_pool", pooler(output_size=14))
     min_size = tuple(min_size) if isinstance(min_size, Sequence) else min_size
     model_class = MaskRCNN if kind == "mask" else FasterRCNN
     # num_classes + 1: torchvision's predictors count the background as class 0.
-    return model_class(backbone, num_classes=num_classes + 1, min_size=min_size, max_size=max_size, **options)
+    rcnn = model_class(backbone, num_classes=num_classes + 1, min_size=min_size, max_size=max_size, **options)
+    if detectron2_ops:
+        rcnn.transform = Detectron2Transform(min_size, max_size)
+    return rcnn
 
 
 def build_detector(
@@ -291,6 +320,8 @@ def build_detector(
     backbone_weights: str | Path | None = None,
     frozen_bn: bool | None = None,
     freeze_stem: bool = False,
+    backbone_style: str | None = None,
+    detectron2_ops: bool | None = None,
     min_size: int | Sequence[int] = 800,
     max_size: int = 1333,
     rcnn_options: Mapping | None = None,
@@ -299,8 +330,17 @@ def build_detector(
 
     `num_classes` counts object categories without the background. The backbone's BatchNorm follows
     models.backbones.resnet (frozen when `backbone_weights` are given). `neck_channels` may be lowered for quick
-    experiments (a multiple of 8 for FaPN's deformable groups).
+    experiments (a multiple of 8 for FaPN's deformable groups). `backbone_style="detectron2"` builds
+    detectron2's ResNet (chosen automatically for detectron2 checkpoints); `detectron2_ops` (default: the
+    same as that style) uses detectron2's input convention, anchors and RoIAlign (build_rcnn).
     """
-    backbone = build_pyramid_backbone(depth, neck, neck_options, neck_channels, backbone_weights, frozen_bn, freeze_stem)
-    rcnn = build_rcnn(kind, num_classes, backbone, min_size=min_size, max_size=max_size, rcnn_options=rcnn_options)
+    backbone = build_pyramid_backbone(
+        depth, neck, neck_options, neck_channels, backbone_weights, frozen_bn, freeze_stem, backbone_style
+    )
+    if detectron2_ops is None:
+        detectron2_ops = backbone.body.style == "detectron2"
+    rcnn = build_rcnn(
+        kind, num_classes, backbone, min_size=min_size, max_size=max_size, rcnn_options=rcnn_options,
+        detectron2_ops=detectron2_ops,
+    )
     return RCNNDetector(rcnn, num_classes)

@@ -8,8 +8,11 @@ Table 6's PanopticFCN rows (a different architecture).
 
 Builder options (models.build overrides): min_size / max_size (torchvision's resize, COCO's 800 / 1333 by
 default), rcnn_options (further torchvision FasterRCNN / MaskRCNN keywords), neck_channels,
-backbone_weights, frozen_bn, freeze_stem; panoptic models also num_stuff_classes, semantic_channels, semantic_loss_weight,
-overlap_threshold, stuff_area_limit, score_threshold. `num_classes` counts object (thing) categories
+backbone_weights, frozen_bn, freeze_stem, backbone_style ("detectron2" for detectron2's ResNet, chosen
+automatically for detectron2 checkpoints), detectron2_ops (detectron2's input, anchors, RoIAlignV2 and
+mask pasting; default: on with that style, models.detection.detectron2_ops); panoptic models also
+num_stuff_classes, semantic_channels, semantic_loss_weight, overlap_threshold, stuff_area_limit,
+score_threshold. `num_classes` counts object (thing) categories
 without the background.
 
 Also FPT's Tables 1-3 (Mask R-CNN with FPT on the bottom-up feature pyramid; bottom of this file).
