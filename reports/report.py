@@ -177,7 +177,8 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     keys = [row.key for row in paper.rows]  # every row of the paper's table, in its order
     headers = {column.key: column.display for column in paper.columns}
     has_backbone = any(row.backbone for row in paper.rows)
-    accuracy_metrics, cost_metrics = suite.metric_kinds()
+    cost_metrics = {m for m in suite.metrics if METRICS[m].evaluator in ("complexity", "speed")}
+    accuracy_metrics = set(suite.metrics) - cost_metrics
     hidden = set() if results.accuracy_shown else accuracy_metrics  # no result: shown as "—"
     gap_metrics = [m for m in suite.metrics if m in cost_metrics and METRICS[m].evaluator == "complexity"]
     header = ["method"] + (["backbone"] if has_backbone else [])

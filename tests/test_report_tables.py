@@ -56,13 +56,15 @@ def test_smoke_accuracy_is_not_shown_bolded_or_compared():
     assert any(note.startswith("—: accuracy was measured under the smoke budget") for note in table.footnotes)
 
 
-def test_accuracy_under_a_measuring_budget_is_shown_and_best_bolded():
+def test_accuracy_under_a_measuring_budget_is_shown_and_not_bolded_without_significance():
+    """Shown as a result, but bold needs a significant difference (per-image statistics, tests/test_significance.py):
+    a higher mean alone is not bolded, nor is the smallest parameter count."""
     (suite,) = load_suites(["fapn_table1"])
     paper = paper_table("FaPN", "Table 1")
     measured = {"fpn_r50": {"params_m": 28.6, "mIoU": 0.50}, "fapn_r50": {"params_m": 33.5, "mIoU": 0.55}}
     table = suite_table(suite, paper, _results(measured))
-    bold = [(row[0].text, cell.text) for row in table.rows for cell in row if cell.bold]
-    assert bold == [("FPN + FAM + FSM (FaPN)", "55.0 (+0.0)")]  # only accuracy is bolded, not the smallest params
+    assert "55.0 (+0.0)" in _cells(table, "FPN + FAM + FSM (FaPN)")
+    assert not any(cell.bold for row in table.rows for cell in row)
 
 
 def test_params_gap_to_the_paper_is_flagged_over_five_percent():
