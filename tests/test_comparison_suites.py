@@ -113,7 +113,8 @@ def test_plugin_neck_run_all_comparison_suite_and_report(workspace):
 
     # the same run again: everything is already complete (overrides are part of the key, unchanged)
     again = run_cli("--plugin", folder / "e2eneck.py", "run-all", "--suite", folder / "e2e_compare.yaml", "--results",
-                    out / "results.sqlite", "--set", "iterations=1", "--set", "eval_images=3", "--no-report", env=env)
+                    out / "results.sqlite", "--budget", "short", "--set", "iterations=1", "--set", "batch=2", "--set", "crop=64x128",
+                    "--set", "eval_images=3", "--set", "timing_iterations=1", "--no-report", env=env)
     assert again.returncode == 0 and "4 already complete" in again.stdout, again.stdout + again.stderr
 
 
