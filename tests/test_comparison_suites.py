@@ -89,7 +89,7 @@ def test_plugin_neck_run_all_comparison_suite_and_report(workspace):
     assert resolved["overrides"] == {"train": {"iterations": 1}, "budget": {"eval_max_images": 3}}
     assert resolved["suites"]["e2e_compare"]["rows"]["mine"]["seeds"] == [0, 1]
     assert any("e2eneck.py" in plugin for plugin in resolved["plugins"])
-    logs = sorted((out / "checkpoints" / "logs").glob("*.jsonl"))
+    logs = sorted((out / "logs").glob("*.jsonl"))
     assert len(logs) == 4 and all(log.read_text().strip() for log in logs)
     assert not list((out / "checkpoints").glob("*/final.pt"))  # the smoke budget deletes the weights, keeps the logs
 
