@@ -226,14 +226,14 @@ class Pipeline:
             shutil.rmtree(self.checkpoint_dir(checkpoint_root), ignore_errors=True)
 
     def _keep_training_log(self, checkpoint_root: Path | None) -> Path | None:
-        """A copy of the run's train_log.jsonl under `checkpoint_root`/logs/ (outside the checkpoint folder that
-        a smoke budget deletes), or None when this pipeline did not train."""
+        """A copy of the run's train_log.jsonl in `logs/` beside `checkpoint_root` (beside the results store for
+        run-all; outside the checkpoints that a smoke budget deletes), or None when this pipeline did not train."""
         if not self.train_model or checkpoint_root is None or not distributed.is_main():
             return None
         log_file = self.checkpoint_dir(checkpoint_root) / "train_log.jsonl"
         if not log_file.is_file():
             return None
-        kept = Path(checkpoint_root) / "logs" / f"{self.name}-{self.training_key}.jsonl"
+        kept = Path(checkpoint_root).resolve().parent / "logs" / f"{self.name}-{self.training_key}.jsonl"
         kept.parent.mkdir(parents=True, exist_ok=True)
         temporary = kept.with_name(f".{kept.name}.tmp")
         shutil.copyfile(log_file, temporary)

@@ -264,7 +264,7 @@ def run_all(
     if launcher == "slurm":
         store.close()
         _submit_groups(groups, summary, slurm or SlurmOptions(), results, sources,
-                       suites=suites, budget=budget, device=requested_device, seeds=seeds,
+                       suites=suites, budget=budget, device=requested_device, seeds=seeds, overrides=overrides,
                        checkpoints=_as_strings(checkpoints), backbone_weights=_as_strings(backbone_weights))
         if not (slurm or SlurmOptions()).wait:
             report = False
