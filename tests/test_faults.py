@@ -455,7 +455,7 @@ def test_profile_all_marks_the_model_out_of_memory_and_completes(failure, tmp_pa
 
     monkeypatch.setattr(io, "write_atomic", write_and_keep_a_copy)
 
-    def complexity_at(name, size):
+    def complexity_at(name, size, model=None):
         if name == "rt_fapn_r18":
             raise failure
         return profiling.Complexity(tuple(size), 2_000_000, {}, 3_000_000_000, {"conv": 3_000_000_000}, 10**8, {})
@@ -480,7 +480,7 @@ def test_profile_keeps_the_rows_measured_before_a_crash(tmp_path, monkeypatch, c
     everything = models.list_models
     monkeypatch.setattr(models, "list_models", lambda task=None: [i for i in everything(task) if i.name in ("rt_fpn_r18", "rt_fapn_r18")])
 
-    def complexity_at(name, size):
+    def complexity_at(name, size, model=None):
         if name == "rt_fapn_r18":
             raise ValueError("a bug, not a lack of memory")
         return profiling.Complexity(tuple(size), 2_000_000, {}, 3_000_000_000, {"conv": 3_000_000_000}, 10**8, {})
