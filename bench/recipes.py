@@ -102,7 +102,7 @@ RECIPES: dict[str, TrainConfig] = {
     # and poly decay learns from scratch within a few hundred iterations where the papers' SGD does not
     # (measured on the FPN baseline only). 96x192 crops of the 128x256 scenes: more iterations per CPU second.
     "miniature": TrainConfig(
-        iterations=300, batch_size=4, crop=(96, 192), scales=(0.75, 1.25), base_lr=3e-3, weight_decay=1e-4,
+        iterations=300, batch_size=4, crop=(96, 192), scales=(0.75, 1.25), base_lr=6e-3, weight_decay=1e-4,
         schedule="poly", optimizer="adamw", warmup_iterations=20, checkpoint_every=100,
         source="alignbench miniature protocol (docs/miniature_protocol.md), tuned on the FPN baseline only",
     ),
