@@ -238,10 +238,13 @@ def run_all(
         sources = resolve_data(data, progress=progress)
     entries, skipped = plan(chosen, sources, budget, seeds, device=device, progress=progress,
                             checkpoints=checkpoints, backbone_weights=backbone_weights, overrides=overrides)
+    # Every rank computes the hashes, in one order: they build options under distributed.main_first(), a
+    # collective that rank 0 alone would wait in forever.
+    hashes = [entry.config_hash for entry in entries]
     done = None
     if main:
         write_resolved_config(results.parent / "resolved_config.json", entries, budget, data, seeds, overrides)
-        done = [store.has(e.suite.name, e.row.row, e.seed, e.config_hash) for e in entries]
+        done = [store.has(e.suite.name, e.row.row, e.seed, config_hash) for e, config_hash in zip(entries, hashes)]
         for entry, complete in zip(entries, done):  # a result of this code is the current one (even after a return to older code)
             if complete:
                 store.make_current(entry.suite.name, entry.row.row, entry.seed, entry.setup_hash, entry.config_hash)
