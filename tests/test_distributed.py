@@ -320,7 +320,7 @@ def test_ddp_training_keeps_ranks_identical_and_matches_one_process(runs):
         np.testing.assert_array_equal(value, second["zoo_parameters"][name], err_msg=name)
     # interrupted after the checkpoint at iteration 2 and resumed from it, on both ranks; only rank 0 wrote
     assert first["tiny_resumed_from"] == second["tiny_resumed_from"] == runs["single"]["tiny_resumed_from"] == 2
-    assert first["checkpoint_files"] == ["final.pt"]
+    assert first["checkpoint_files"] == ["final.pt", "train_log.jsonl"]  # rank 0 wrote the weights and the training log
     single = runs["single"]["tiny_parameters"]
     for name, value in first["tiny_parameters"].items():
         np.testing.assert_array_equal(value, second["tiny_parameters"][name], err_msg=name)
