@@ -147,6 +147,10 @@ def plan(
                     )
                 entries.append(Entry(suite, row, seed, source, budget, train, tuple(size), tuple(stated) if stated else None,
                                      tuple(flops_size), pipelines[identity]))
+    for pipeline in pipelines.values():
+        # every rank, in one order: the build options may export shared data under distributed.main_first (a
+        # collective), so they must not be first needed inside rank 0's store checks
+        pipeline.code  # noqa: B018
     return entries, skipped
 
 
