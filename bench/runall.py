@@ -300,9 +300,9 @@ def _run_group(group: list[Entry], store: ResultsStore | None, device: str, chec
     """
     pipeline = group[0].pipeline
     outcomes = pipeline.outcomes([entry.evaluation for entry in group], checkpoint_root, complexity_cache=store)
-    for entry, outcome in zip(group, outcomes):
+    for index, outcome in enumerate(outcomes):  # to the generator's end, where it deletes throwaway weights
         if store is not None:
-            store.add(_record(entry, outcome, device))
+            store.add(_record(group[index], outcome, device))
 
 
 # --- Slurm ---------------------------------------------------------------------------------------------
