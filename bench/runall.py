@@ -151,6 +151,10 @@ def plan(
                     )
                 entries.append(Entry(suite, row, seed, source, budget, train, tuple(size), tuple(stated) if stated else None,
                                      tuple(flops_size), pipelines[identity], overrides))
+    for pipeline in pipelines.values():
+        # every rank, in one order: the build options may export shared data under distributed.main_first (a
+        # collective), so they must not be first needed inside rank 0's store checks
+        pipeline.code  # noqa: B018
     return entries, skipped
 
 
@@ -238,13 +242,10 @@ def run_all(
         sources = resolve_data(data, progress=progress)
     entries, skipped = plan(chosen, sources, budget, seeds, device=device, progress=progress,
                             checkpoints=checkpoints, backbone_weights=backbone_weights, overrides=overrides)
-    # Every rank computes the hashes, in one order: they build options under distributed.main_first(), a
-    # collective that rank 0 alone would wait in forever.
-    hashes = [entry.config_hash for entry in entries]
     done = None
     if main:
         write_resolved_config(results.parent / "resolved_config.json", entries, budget, data, seeds, overrides)
-        done = [store.has(e.suite.name, e.row.row, e.seed, config_hash) for e, config_hash in zip(entries, hashes)]
+        done = [store.has(e.suite.name, e.row.row, e.seed, e.config_hash) for e in entries]
         for entry, complete in zip(entries, done):  # a result of this code is the current one (even after a return to older code)
             if complete:
                 store.make_current(entry.suite.name, entry.row.row, entry.seed, entry.setup_hash, entry.config_hash)
@@ -347,9 +348,9 @@ def _run_group(group: list[Entry], store: ResultsStore | None, device: str, chec
     """
     pipeline = group[0].pipeline
     outcomes = pipeline.outcomes([entry.evaluation for entry in group], checkpoint_root, complexity_cache=store)
-    for outcome, entry in zip(outcomes, group):  # outcomes first: its generator then runs its clean-up (smoke weights)
+    for index, outcome in enumerate(outcomes):  # to the generator's end, where it deletes throwaway weights
         if store is not None:
-            store.add(_record(entry, outcome, device))
+            store.add(_record(group[index], outcome, device))
 
 
 # --- Slurm ---------------------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ def test_a_changed_model_definition_is_recomputed_and_the_old_row_superseded(sma
     first = run_cli(*command, env=environment)
     assert first.returncode == 0, first.stderr
     assert "1 entries, 0 already complete, 1 run" in first.stdout
+    assert not list((database.parent / "checkpoints").rglob("*.pt"))  # the smoke budget's throwaway weights are deleted
     (old,) = _rows(database)
 
     # change the model's definition in the copy: its top-level class now negates its logits (every shape kept)
