@@ -82,7 +82,7 @@ def _options_cases(tmp: Path) -> list[tuple[list, str]]:
         (["data", "synth", "--out", tmp / "d", "--seed", "-3"], "--seed: expected a seed"),
         (["run-all", "--seeds", "0,-1"], "--seeds: expected comma-separated seeds"),
         (["run-all", "--seeds", str(2**32)], "--seeds: expected comma-separated seeds"),
-        (["report", "--budget", "huge"], "--budget: unknown budget 'huge'; choose from smoke, short, paper"),
+        (["report", "--budget", "huge"], "--budget: unknown budget 'huge'; choose from smoke, miniature, short, paper"),
         (["run-all", "--budget", "Smoke"], "--budget: unknown budget 'Smoke'"),
         (["train", "rt_fpn_r18", "--budget", ""], "--budget: unknown budget ''"),
         (["train", "rt_fpn_r18", "--json", tmp / "missing" / "scores.json"], "does not exist"),
@@ -255,7 +255,7 @@ def test_damage_inside_a_value_is_one_line(patch, message, tmp_path, capsys):
 def test_read_only_store_refuses_writes(tmp_path):
     store = make_store(tmp_path / "results.sqlite")
     with ResultsStore(store, create=False) as reader, pytest.raises(RuntimeError, match="read-only"):
-        reader.add_complexity("m", (1, 1), {})
+        reader.add_complexity("m", (1, 1), "code", {})
 
 
 # --- full disk: one line naming the path, no partial or temporary file, the last good file kept ----------
