@@ -90,8 +90,9 @@ def test_run_all_resumes_after_sigkill_and_reports_while_writing(tmp_path, envir
         assert record.torch == torch.__version__ and record.device == "cpu" and record.budget == "smoke"
     again = run_cli(*command[3:], env=environment)
     assert again.returncode == 0 and "12 already complete, 0 run" in again.stdout
-    checkpoints = database.parent / "checkpoints"  # the smoke budget deletes the weights and keeps the training logs
-    assert not list(checkpoints.glob("*/final.pt")) and len(list((checkpoints / "logs").glob("*.jsonl"))) == 12
+    # the smoke budget deletes the weights; one training log per training is kept beside the results
+    assert not list((database.parent / "checkpoints").glob("*/final.pt"))
+    assert len(list((database.parent / "logs").glob("*.jsonl"))) == 12
     report = (database.parent / "report" / "report.md").read_text()
     assert "| FPN + FAM + FSM + Concat (paper only) | R18 |" in report
     assert "**" not in report and "| — |" in report  # smoke accuracy is no result: not shown, nothing bolded
