@@ -270,7 +270,8 @@ def test_a_few_sgd_steps_lower_the_loss(name):
     images = torch.rand(2, 3, 64, 64, generator=generator)
     targets = torch.randint(0, 19, (2, 64, 64), generator=generator)
     targets[:, :32] = 3
-    assert_few_sgd_steps_lower_the_loss(model, lambda m: sum(m.loss(images, targets).values()))
+    # six steps: with the ResNet-D dilation of the released code, three leave sfnet_r18_fcn at 0.96x its start
+    assert_few_sgd_steps_lower_the_loss(model, lambda m: sum(m.loss(images, targets).values()), steps=6)
 
 
 @pytest.mark.cuda
