@@ -91,17 +91,22 @@ def _as_tensors(state: Mapping, path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def load_weights_file(path: Path):
+    """The payload of a weights file: a pickle for `.pkl` (detectron2 / MSRA files; latin-1 for their Python 2
+    pickles), else a `torch.save` file read with weights_only. Read errors propagate to the caller."""
+    if path.suffix == ".pkl":
+        with path.open("rb") as handle:
+            return pickle.load(handle, encoding="latin1")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read `path` and recognise its format (module docstring); CheckpointError for unreadable files."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint: no such file {str(path)!r}")
     try:
-        if path.suffix == ".pkl":
-            with path.open("rb") as handle:
-                payload = pickle.load(handle, encoding="latin1")
-        else:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_weights_file(path)
     except Exception as error:  # truncated or foreign files raise many types (EOFError, RuntimeError, UnpicklingError)
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"checkpoint {str(path)!r}: cannot read it (truncated or not a checkpoint: {reason})") from None

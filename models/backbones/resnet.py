@@ -26,7 +26,6 @@ BACKBONE.FREEZE_AT 0).
 from __future__ import annotations
 
 import logging
-import pickle
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +36,7 @@ import torchvision
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from alignbench.models.checkpoints import load_weights_file
 from alignbench.models.detectron2 import caffe2_resnet_to_torchvision, detectron2_resnet_to_torchvision
 
 logger = logging.getLogger(__name__)
@@ -193,11 +193,7 @@ def read_backbone_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise BackboneWeightsError(f"weights: no such file {str(path)!r}")
     try:
-        if path.suffix == ".pkl":
-            with path.open("rb") as handle:
-                state = pickle.load(handle, encoding="latin1")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_weights_file(path)
     except Exception as error:  # torch / pickle raise many types for corrupt / foreign files
         raise BackboneWeightsError(f"weights: cannot read {str(path)!r} as a checkpoint ({error})") from None
     for wrapper in ("model", "blobs", "state_dict"):
