@@ -91,3 +91,39 @@ def assert_few_sgd_steps_lower_the_loss(model, loss_of, steps: int = 3, factor: 
     with torch.no_grad():
         after = loss().item()
     assert after < factor * before, (before, after)
+
+
+def four_iteration_training(folder: Path):
+    """The trainer tests' set-up: two 64x128 synthetic training scenes under `folder`, the real-time FaPN recipe
+    at the smoke budget cut to 4 iterations of 32x64 crops with a checkpoint at 2, and a maker of a fresh
+    (seed 0) rt_fpn_r18. Returns (dataset, config, fresh)."""
+    import torch
+
+    from alignbench import models
+    from alignbench.bench.data.cityscapes import CityscapesDataset
+    from alignbench.bench.data.synthetic import SynthSpec, write_dataset
+    from alignbench.bench.recipes import training_config
+
+    write_dataset(folder / "data", SynthSpec(n_train=2, n_val=1, size=(64, 128)), progress=False)
+    config = training_config("fapn_realtime", "smoke")
+    config = type(config)(**{**config.__dict__, "iterations": 4, "checkpoint_every": 2, "crop": (32, 64)})
+
+    def fresh():
+        torch.manual_seed(0)
+        return models.build("rt_fpn_r18")
+
+    return CityscapesDataset(folder / "data", "train"), config, fresh
+
+
+def interrupt_on_call(model, call: int) -> None:
+    """Make the `call`-th call of `model.loss` raise KeyboardInterrupt (a run killed mid-training)."""
+    calls = {"n": 0}
+    original = model.loss
+
+    def failing_loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    model.loss = failing_loss

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from alignbench_test_helpers import run_cli
+from alignbench_test_helpers import four_iteration_training, interrupt_on_call, run_cli
 
 from alignbench.bench.errors import UserError
-from alignbench.bench.recipes import training_config
 from alignbench.bench.results import ResultRecord, ResultsStore, load_results
 
 SUITE = """\
@@ -159,33 +158,13 @@ def test_built_in_suites_are_valid():
 
 def test_interrupted_training_resumes_exactly(tmp_path):
     """A run stopped after iteration 3 and resumed ends with the weights of an uninterrupted run."""
-    from alignbench import models
-    from alignbench.bench.data.cityscapes import CityscapesDataset
-    from alignbench.bench.data.synthetic import SynthSpec, write_dataset
     from alignbench.bench.train import FINAL, LAST, SemanticTrainingSet, semantic_collate, train
 
-    write_dataset(tmp_path / "data", SynthSpec(n_train=2, n_val=1, size=(64, 128)), progress=False)
-    config = training_config("fapn_realtime", "smoke")
-    config = type(config)(**{**config.__dict__, "iterations": 4, "checkpoint_every": 2, "crop": (32, 64)})
-    dataset = CityscapesDataset(tmp_path / "data", "train")
-
-    def fresh():
-        torch.manual_seed(0)
-        return models.build("rt_fpn_r18")
-
+    dataset, config, fresh = four_iteration_training(tmp_path)
     reference = fresh()
     train(reference, SemanticTrainingSet(dataset, config, 3), semantic_collate, config, tmp_path / "a")
     interrupted = fresh()
-    calls = {"n": 0}
-    original = interrupted.loss
-
-    def failing_loss(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    interrupted.loss = failing_loss
+    interrupt_on_call(interrupted, 4)
     with pytest.raises(KeyboardInterrupt):
         train(interrupted, SemanticTrainingSet(dataset, config, 3), semantic_collate, config, tmp_path / "b")
     assert (tmp_path / "b" / LAST).exists() and not (tmp_path / "b" / FINAL).exists()

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import torch
-
-from alignbench.bench.recipes import training_config
+from alignbench_test_helpers import four_iteration_training, interrupt_on_call
 
 
 def test_training_log_has_each_iteration_once_after_a_resume(tmp_path):
-    from alignbench import models
-    from alignbench.bench.data.cityscapes import CityscapesDataset
-    from alignbench.bench.data.synthetic import SynthSpec, write_dataset
     from alignbench.bench.train import LOG, SemanticTrainingSet, read_training_log, semantic_collate, train
 
-    write_dataset(tmp_path / "data", SynthSpec(n_train=2, n_val=1, size=(64, 128)), progress=False)
-    config = training_config("fapn_realtime", "smoke")
-    config = type(config)(**{**config.__dict__, "iterations": 4, "checkpoint_every": 2, "crop": (32, 64)})
-    dataset = CityscapesDataset(tmp_path / "data", "train")
-
-    def fresh():
-        torch.manual_seed(0)
-        return models.build("rt_fpn_r18")
-
+    dataset, config, fresh = four_iteration_training(tmp_path)
     train(fresh(), SemanticTrainingSet(dataset, config, 3), semantic_collate, config, tmp_path / "a")
     reference = read_training_log(tmp_path / "a")
     assert [r["iteration"] for r in reference] == [0, 1, 2, 3]
@@ -30,16 +17,7 @@ def test_training_log_has_each_iteration_once_after_a_resume(tmp_path):
     assert [r["lr"] for r in reference] == [config.lr_at(i) for i in range(4)]
 
     interrupted = fresh()
-    calls = {"n": 0}
-    original = interrupted.loss
-
-    def failing_loss(*args, **kwargs):  # iteration 3 fails, after the checkpoint at 2 and the logged iteration 2
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    interrupted.loss = failing_loss
+    interrupt_on_call(interrupted, 4)  # iteration 3 fails, after the checkpoint at 2 and the logged iteration 2
     with pytest.raises(KeyboardInterrupt):
         train(interrupted, SemanticTrainingSet(dataset, config, 3), semantic_collate, config, tmp_path / "b")
     assert [r["iteration"] for r in read_training_log(tmp_path / "b")] == [0, 1, 2]
