@@ -93,3 +93,41 @@ def test_python_m_alignbench_runs_the_cli(tmp_path):
     result = subprocess.run([sys.executable, "-m", "alignbench", "models", "--task", "panoptic"], capture_output=True, text=True,
                             cwd=tmp_path)
     assert result.returncode == 0 and "panoptic_fapn_r50" in result.stdout
+
+
+def _third_party_imports(folders: tuple[str, ...]) -> set[str]:
+    import ast
+
+    names = set()
+    for folder in folders:
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in {"alignbench", "alignbench_test_helpers"}}
+
+
+def _declared_distributions(*extras: str) -> set[str]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + [r for extra in extras for r in project["optional-dependencies"][extra]]
+    return {re.split(r"[<>=!\[; ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+# Modules whose distribution is not declared on purpose: each is imported only behind a guard that names the
+# extra to install (faster_coco_eval: `compare`; submitit: `slurm`), or comes with a declared package
+# (jupyter_client with nbclient).
+_GUARDED_OR_TRANSITIVE = {"faster-coco-eval", "submitit", "jupyter-client"}
+
+
+def test_every_imported_third_party_module_is_a_declared_dependency():
+    """The package and the tests import only what pyproject declares (a missing pydantic once failed CI)."""
+    from importlib.metadata import packages_distributions
+
+    module_to_dists = packages_distributions()
+    for folders, extras in ((("src", "bench", "models", "metrics", "reports"), ()), (("tests",), ("test",))):
+        declared = _declared_distributions(*extras)
+        for module in sorted(_third_party_imports(folders)):
+            dists = {d.lower().replace("_", "-") for d in module_to_dists.get(module, [module])}
+            assert dists & (declared | _GUARDED_OR_TRANSITIVE), f"{folders}: `import {module}` but none of {dists} is declared"
