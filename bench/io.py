@@ -1,4 +1,5 @@
-"""File input and output with clear errors: PNG label maps and images, atomic file writes (JSON, exports).
+"""File input and output with clear errors: PNG label maps and images, atomic file writes (JSON, exports),
+staged folders (reports, COCO exports: written aside, then swapped into place).
 
 PNGs are checked before decoding (signature, header, final IEND chunk) so that a truncated, corrupt or
 wrongly-shaped file becomes one `UserError` line naming the file, instead of a decoder's stderr noise.
@@ -8,13 +9,17 @@ because OpenCV expands a palette to colours while label maps need the palette in
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import math
 import os
+import shutil
+import socket
 import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -177,7 +182,119 @@ def _umask() -> int:
     return mask
 
 
+def json_text(payload: Any) -> str:
+    """`payload` as indented JSON text (numpy values and paths converted; NaN refused)."""
+    return json.dumps(to_jsonable(payload), indent=2, allow_nan=False) + "\n"
+
+
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
     """Write JSON atomically (`write_atomic`): readers never see half a file."""
-    text = json.dumps(to_jsonable(payload), indent=2, allow_nan=False) + "\n"
+    text = json_text(payload)
     write_atomic(path, lambda handle: handle.write(text))
+
+
+# --- staged folders ------------------------------------------------------------------------------------
+
+_STAGING_SUFFIX = ".partial"
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | os.PathLike, last: str | None = None) -> Iterator[Path]:
+    """Yield an empty staging folder beside `target`; when the block succeeds, its entries replace those of the same
+    name in `target` (created if missing). On any error the staging folder is removed and `target` is left as it was.
+
+    Nothing under `target` changes while the block writes, so an earlier report or export stays whole until the new
+    one is complete; entries of `target` that the block did not write are kept. Each entry is swapped by a rename
+    (a file: one `os.replace`; a folder: the old one renamed aside, then the new one in), under an exclusive lock on
+    the parent folder so that two processes never interleave their swaps. `last` names an entry that marks the others
+    complete (e.g. the COCO panoptic JSON): it is removed from `target` before the others are swapped and put in last,
+    so a swap cut short never leaves it beside a mix of old and new files.
+
+    The staging folder's name holds the host and process id; those left by a killed process of this host are removed
+    by the next call. An OSError (full disk, read-only media) becomes one `UserError` line naming `target`.
+    """
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_staging(target)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{_host_process()}.", suffix=_STAGING_SUFFIX))
+    except OSError as error:
+        raise UserError(f"{target}: cannot write ({error.strerror or error})") from None
+    try:
+        yield staging
+        staging.chmod(0o777 & ~_umask())  # mkdtemp made it private; the result gets the usual permissions
+        with _exclusive_lock(target.parent):
+            _swap_into_place(staging, target, last)
+    except OSError as error:
+        raise UserError(f"{target}: cannot write ({error.strerror or error}); left as it was") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # what was not moved, and the old entries moved aside into it
+
+
+def _swap_into_place(staging: Path, target: Path, last: str | None) -> None:
+    """Move `staging`'s entries into `target` (module docstring of `staged_folder`); old entries go into `staging`."""
+    if not target.exists():
+        os.rename(staging, target)  # the whole folder at once
+        return
+    if not target.is_dir() or target.is_symlink():
+        raise UserError(f"{target}: exists and is not a folder; left untouched")
+    aside = Path(tempfile.mkdtemp(dir=staging, prefix=".old."))
+    names = sorted(entry.name for entry in staging.iterdir() if entry != aside)
+    if last in names:
+        names.remove(last)
+        (target / last).unlink(missing_ok=True)
+        names.append(last)
+    for name in names:
+        new, old = staging / name, target / name
+        if new.is_dir() and old.is_dir() and not old.is_symlink():
+            os.rename(old, aside / name)
+            try:
+                os.rename(new, old)
+            except OSError:
+                os.rename(aside / name, old)  # put the previous one back
+                raise
+        else:
+            os.replace(new, old)  # a file over a file is atomic; a folder over a file is refused by the OS
+
+
+@contextlib.contextmanager
+def _exclusive_lock(folder: Path) -> Iterator[None]:
+    """fcntl.flock on `folder` itself (no lock file left behind); released when the descriptor closes."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _host_process() -> str:
+    """Host name and process id, so that a killed process's staging folders can be recognised."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (signal 0 checks without sending anything); a zombie (ended,
+    not yet reaped by its parent) is not running. Linux's /proc tells zombies apart; elsewhere they count as alive."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]  # the field after "(command name)"
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def _remove_abandoned_staging(target: Path) -> None:
+    """Remove the staging folders for `target` that a killed process of this host left behind."""
+    prefix = f".{target.name}.{socket.gethostname()}-"
+    for folder in target.parent.iterdir():
+        if not (folder.name.startswith(prefix) and folder.name.endswith(_STAGING_SUFFIX)):
+            continue
+        pid_text = folder.name[len(prefix):].split(".", 1)[0]
+        if pid_text.isdigit() and not process_alive(int(pid_text)):
+            shutil.rmtree(folder, ignore_errors=True)

@@ -20,8 +20,10 @@ def write_report(
     """Tables and figures for every suite from the store (safe while run-all writes: SQLite WAL).
 
     `budget` picks which results to show (default: the budget of the most recent result). Results superseded
-    by ones of newer code are not shown.
+    by ones of newer code are not shown. The files are written into a staging folder and swapped into `out_dir`
+    at the end (bench.io.staged_folder): an error or a full disk leaves the previous report as it was.
     """
+    from alignbench.bench.io import staged_folder
     from alignbench.reports.report import collect, render_report
 
     sections = []
@@ -44,4 +46,6 @@ def write_report(
     superseded = len(everything) - len(records)
     title = (f"Results: `{results_path}`; budget: {budget or '-'}; {len(records)} stored entries"
              + (f" ({superseded} more superseded by results of newer code, not shown)" if superseded else "") + ".")
-    return render_report(sections, out_dir, title, formats)
+    with staged_folder(out_dir) as staging:
+        written = render_report(sections, staging, title, formats)
+    return {kind: Path(out_dir) / path.relative_to(staging) for kind, path in written.items()}

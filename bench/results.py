@@ -15,7 +15,13 @@ cached in their own table, keyed by model, size and code identity.
 Per-image statistics (what the report's bootstrap intervals resample: bench.evaluation.loop `statistics()`)
 are one compressed npz blob per result in the `statistics` table, read only when asked for (`statistics`).
 
-Schema versions: 1 had no setup hash, code columns or superseded flag; 2 had no statistics table. An older
+Leases (`leases` table: training key, owner "host:pid", acquired_at, heartbeat) let several `run-all` processes
+share one store without training the same model twice: a process trains a group only while it holds the group's
+lease (`take_lease`, `holding_lease`). A holder that died is recognised (same host: its process is gone; any host:
+its heartbeat is older than LEASE_TIMEOUT_S) and its lease is taken over.
+
+Schema versions: 1 had no setup hash, code columns or superseded flag; 2 had no statistics table; 3 had no
+leases table. An older
 store is migrated in place when opened for writing (one transaction, every row kept: a schema-1 row's setup
 hash is its config hash, which then covered the experiment only; older rows have no statistics); readers read
 it as it is.
@@ -28,7 +34,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,12 +46,14 @@ from pathlib import Path
 from typing import Any
 
 from alignbench.bench.errors import UserError
-from alignbench.bench.io import to_jsonable
+from alignbench.bench.io import process_alive, to_jsonable
 
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x41424E43  # "ABNC": PRAGMA application_id marks our databases
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+LEASE_TIMEOUT_S = 600.0  # a lease whose heartbeat is older is taken over, whichever host holds it
+HEARTBEAT_S = 30.0  # how often a holder refreshes its lease's heartbeat while it trains
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -83,12 +95,28 @@ CREATE TABLE IF NOT EXISTS statistics (
     result_id INTEGER PRIMARY KEY REFERENCES results (id),
     npz BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    training_key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    acquired_at REAL NOT NULL,
+    heartbeat REAL NOT NULL
+);
 """
 
 _MIGRATE_2_TO_3 = """
 CREATE TABLE IF NOT EXISTS statistics (
     result_id INTEGER PRIMARY KEY REFERENCES results (id),
     npz BLOB NOT NULL
+)
+"""
+
+# owner: "host:pid"; acquired_at and heartbeat: Unix time in seconds (the holder's clock)
+_MIGRATE_3_TO_4 = """
+CREATE TABLE IF NOT EXISTS leases (
+    training_key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    acquired_at REAL NOT NULL,
+    heartbeat REAL NOT NULL
 )
 """
 
@@ -252,6 +280,8 @@ class ResultsStore:
                     connection.execute(statement)
             if version < 3:
                 connection.execute(_MIGRATE_2_TO_3)
+            if version < 4:
+                connection.execute(_MIGRATE_3_TO_4)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _initialise(self) -> None:
@@ -366,6 +396,68 @@ class ResultsStore:
         data["superseded"] = bool(data.get("superseded", 0))
         return ResultRecord(**data)
 
+    # --- leases on training keys ----------------------------------------------------------------------
+
+    def take_lease(self, training_key: str, timeout_s: float = LEASE_TIMEOUT_S) -> str | None:
+        """Take the lease on a training key unless a live process holds it: None when this process holds it now,
+        else the holder ("host:pid").
+
+        The read and the write are one BEGIN IMMEDIATE transaction (SQLite's write lock), so two processes never
+        both take it. A holder is dead when it runs on this host and its process is gone, or when its heartbeat
+        is older than `timeout_s` (on any host); a dead holder's lease is taken over.
+        """
+        me, now = lease_owner(), time.time()
+        with self.transaction() as connection:
+            row = connection.execute("SELECT owner, heartbeat FROM leases WHERE training_key = ?", (training_key,)).fetchone()
+            if row is not None and row["owner"] != me:
+                if _holder_alive(row["owner"], row["heartbeat"], now, timeout_s):
+                    return row["owner"]
+                log.warning("%s: taking over the lease of %s, which is no longer running", self.path, row["owner"])
+            connection.execute("INSERT OR REPLACE INTO leases (training_key, owner, acquired_at, heartbeat) VALUES (?, ?, ?, ?)",
+                               (training_key, me, now, now))
+        return None
+
+    def release_lease(self, training_key: str) -> None:
+        """Give up this process's lease on a training key (another process's lease is left alone)."""
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM leases WHERE training_key = ? AND owner = ?", (training_key, lease_owner()))
+
+    @contextmanager
+    def holding_lease(self, training_key: str, heartbeat_s: float = HEARTBEAT_S) -> Iterator[None]:
+        """Keep this process's lease on `training_key` (from `take_lease`) alive while the block runs, and release it
+        at the end whatever happens (an error, KeyboardInterrupt, SystemExit).
+
+        A thread refreshes the heartbeat every `heartbeat_s` through its own connection (a sqlite3 connection
+        belongs to its thread), so a long training is never taken for a dead one.
+        """
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(training_key, stop, heartbeat_s), name="alignbench-lease", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join()
+            try:
+                self.release_lease(training_key)
+            except sqlite3.Error as error:  # e.g. a full disk: the lease dies with this process (take_lease)
+                log.warning("%s: lease on %s not released (%s)", self.path, training_key, error)
+
+    def _heartbeat(self, training_key: str, stop: threading.Event, every_s: float) -> None:
+        connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            while not stop.wait(every_s):
+                try:
+                    cursor = connection.execute("UPDATE leases SET heartbeat = ? WHERE training_key = ? AND owner = ?",
+                                                (time.time(), training_key, lease_owner()))
+                except sqlite3.Error as error:  # busy for 30 s, or a full disk: try again at the next beat
+                    log.warning("%s: lease heartbeat not written (%s)", self.path, error)
+                    continue
+                if cursor.rowcount == 0:
+                    log.warning("%s: the lease on %s was taken over by another process", self.path, training_key)
+        finally:
+            connection.close()
+
     # --- complexity cache ----------------------------------------------------------------------------
 
     def complexity(self, model: str, size: tuple[int, int], code: str) -> dict | None:
@@ -381,6 +473,21 @@ class ResultsStore:
                 "INSERT OR REPLACE INTO complexity (model, height, width, code, figures) VALUES (?, ?, ?, ?, ?)",
                 (model, *size, code, json.dumps(to_jsonable(figures), sort_keys=True)),
             )
+
+
+def lease_owner() -> str:
+    """This process as a lease holder: "host:pid"."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _holder_alive(owner: str, heartbeat: float, now: float, timeout_s: float) -> bool:
+    """A lease holder is alive while its heartbeat is recent and, on this host, its process exists."""
+    if now - heartbeat > timeout_s:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return process_alive(int(pid))
+    return True
 
 
 def _to_npz(arrays: dict) -> bytes:

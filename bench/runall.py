@@ -8,6 +8,10 @@ kept, marked superseded. Entries that share a trained model (same model, data, r
 weights and code: a "training key") are trained once through bench.pipeline, from their last checkpoint if
 one exists, and evaluated together. Each finished entry is one transaction in the store.
 
+Several `run-all` on one store never train the same group twice: a group runs only under its training key's
+lease in the store (bench.results). A group another live process holds is put off until the others are done,
+then waited for; its entries that the other process stored are not run again.
+
 A row with a checkpoint (the suite row's `checkpoint:` or `--checkpoint`) is evaluated with those weights,
 not trained; `--backbone-weights` starts training from ImageNet weights.
 
@@ -19,10 +23,13 @@ function restricted to its group, writing to the same store; see `SlurmOptions`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -167,6 +174,8 @@ class RunSummary:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     jobs: list[str] = field(default_factory=list)  # cluster job ids (launcher "slurm")
+    waited: int = 0  # entries whose training key another process held when this one came to them
+    by_others: int = 0  # entries found stored by another process once this one held their lease
 
 
 @dataclass(frozen=True)
@@ -275,7 +284,8 @@ def run_all(
     else:
         bar = tqdm(total=len(pending), desc="run-all", unit="entry", disable=not progress)
         checkpoint_root = results.parent / "checkpoints"
-        for group in groups.values():
+
+        def run_group(group: list[Entry]) -> None:
             try:
                 _run_group(group, store, device, checkpoint_root)
                 summary.ran += len(group)
@@ -284,7 +294,8 @@ def run_all(
                     raise  # the other ranks may be inside a collective: end the whole job (a re-run resumes)
                 log.error("%s: %s", group[0].row.model, error)
                 summary.failed.extend(f"{e.suite.name}/{e.row.row} (seed {e.seed}): {error}" for e in group)
-            bar.update(len(group))
+
+        _run_under_leases(list(groups.values()), store, run_group, summary, bar.update)
         bar.close()
         if store is not None:
             store.close()
@@ -353,6 +364,66 @@ def _run_group(group: list[Entry], store: ResultsStore | None, device: str, chec
             store.add(_record(group[index], outcome, device))
 
 
+# --- leases: several run-all on one store -----------------------------------------------------------------
+
+LEASE_POLL_S = 3.0  # how often a process waiting for another one's group asks the store again
+
+
+def _run_under_leases(groups: list[list[Entry]], store: ResultsStore | None, run_group: Callable[[list[Entry]], None],
+                      summary: RunSummary, advance: Callable[[int], object]) -> None:
+    """Run each group through `run_group` while holding its training key's lease in the store.
+
+    A group whose lease another live process holds is put off; once the others are done this process waits for
+    it (asking every LEASE_POLL_S seconds), then runs only the entries the other process did not store: none when it
+    finished them, all when it died or failed. `advance(n)` reports n entries settled (the progress bar).
+    Under torchrun rank 0, the only one with the store, decides and the other ranks follow its broadcasts.
+    """
+    with _sigterm_as_exit():
+        put_off = [group for group in groups if not _run_leased(group, store, run_group, summary, advance)]
+        for group in put_off:
+            summary.waited += len(group)
+            log.warning("%s (%d entries): waiting for another process, which trains it", group[0].row.model, len(group))
+            while not _run_leased(group, store, run_group, summary, advance):
+                time.sleep(LEASE_POLL_S)
+
+
+def _run_leased(group: list[Entry], store: ResultsStore | None, run_group: Callable[[list[Entry]], None],
+                summary: RunSummary, advance: Callable[[int], object]) -> bool:
+    """Take the group's lease and run its entries not yet stored; False (nothing run) while another process holds it."""
+    key = group[0].training_key
+    holder = distributed.broadcast_from_main(store.take_lease(key) if store is not None else None)
+    if holder is not None:
+        log.info("%s: leased by %s, put off", group[0].row.model, holder)
+        return False
+    with store.holding_lease(key) if store is not None else contextlib.nullcontext():
+        missing = [index for index, e in enumerate(group) if not store.has(e.suite.name, e.row.row, e.seed, e.config_hash)] \
+            if store is not None else None
+        missing = distributed.broadcast_from_main(missing)
+        summary.by_others += len(group) - len(missing)
+        if missing:
+            run_group([group[index] for index in missing])
+    advance(len(group))
+    return True
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """While groups run, SIGTERM ends this process through SystemExit (status 143), so that `finally` blocks release
+    the leases; a SIGTERM handler someone else installed (e.g. submitit's) is left as it is."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def exit_on_sigterm(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 # --- Slurm ---------------------------------------------------------------------------------------------
 
 
@@ -385,6 +456,7 @@ def _submit_groups(
             summary.failed.extend(f"{e.suite.name}/{e.row.row} (seed {e.seed}): job {job.job_id} failed: {reason}" for e in group)
             continue
         summary.ran += outcome["ran"]
+        summary.by_others += outcome.get("by_others", 0)
         summary.failed.extend(outcome["failed"])
 
 

@@ -135,7 +135,7 @@ def test_a_schema_1_store_is_migrated_in_place_and_its_rows_superseded_by_new_co
         assert [r.config_hash for r in store.records(include_superseded=False)] == ["aaaa"]
         assert store.make_current("s", "r", 0, "aaaa", "aaaa") == 0  # nothing to change: nothing written
     with sqlite3.connect(database) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == 3  # schema 1 -> 2 -> 3 (statistics table)
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 4  # schema 1 -> 2 -> 3 (statistics table) -> 4 (leases table)
 
 
 def test_eval_only_without_a_checkpoint_is_an_error(cli):

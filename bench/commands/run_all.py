@@ -173,6 +173,8 @@ def run(args) -> int:
         f"run-all: {summary.planned} entries, {summary.completed_before} already complete, {summary.ran} run, "
         f"{len(summary.failed)} failed, {summary.seconds / 60:.1f} min"
     )
+    if summary.waited or summary.by_others:
+        print(f"  {summary.waited} waited for another run-all on this store, {summary.by_others} run by it (not run again here)")
     if summary.jobs:
         waited = slurm is None or slurm.wait
         print(f"{'ran' if waited else 'submitted'} {len(summary.jobs)} job(s): {', '.join(summary.jobs)}")

@@ -13,7 +13,10 @@ preparation/createPanopticImgs.py, reading only gtFine *_instanceIds.png:
   with iscrowd = 1), each with a compressed RLE mask (pycocotools), its bbox and pixel area.
 
 Files written under OUT: annotations/instances_<split>.json, annotations/panoptic_<split>.json and
-annotations/panoptic_<split>/<frame>_gtFine_panoptic.png (COCO 2017's names). Images are not copied:
+annotations/panoptic_<split>/<frame>_gtFine_panoptic.png (COCO 2017's names). They are written into a staging
+folder and swapped into annotations/ at the end, the panoptic JSON last (bench.io.staged_folder): an interrupted
+export leaves the previous files as they were and no partial file, and a panoptic JSON is only ever beside the
+complete files of its export (bench.tasks takes it as the mark of a finished export). Images are not copied:
 `file_name` is relative to the tree's leftImg8bit/<split>/ folder, which is recorded in `info`. Image ids
 are integers 1..N in frame-name order (pycocotools, faster-coco-eval and torchvision expect integers;
 createPanopticImgs uses the frame name, kept here as `frame`).
@@ -36,7 +39,7 @@ import cv2
 import numpy as np
 
 from alignbench.bench.errors import UserError
-from alignbench.bench.io import parse_png_header, read_png, write_json_atomic, write_png
+from alignbench.bench.io import json_text, parse_png_header, read_png, staged_folder, write_png
 from alignbench.metrics.labels import CITYSCAPES, LabelSpec
 from alignbench.metrics.panoptic import id_to_rgb
 
@@ -202,7 +205,8 @@ def coco_paths(out: str | Path, split: str) -> dict[str, Path]:
 
 
 def export_coco(root: str | Path, out: str | Path, split: str = "val", progress: bool = False) -> CocoExport:
-    """Write COCO instances and panoptic annotations for one split of a Cityscapes-layout tree."""
+    """Write COCO instances and panoptic annotations for one split of a Cityscapes-layout tree (staged: module
+    docstring)."""
     from tqdm import tqdm
 
     from alignbench.bench.data.cityscapes import IMAGE_SUFFIX, find_frames
@@ -214,37 +218,34 @@ def export_coco(root: str | Path, out: str | Path, split: str = "val", progress:
     thing_ids = [c["id"] for c in instance_categories()]
     images, panoptic_annotations, instances = [], [], []
     n_segments = 0
-    for image_id, frame in enumerate(tqdm(frames, desc=f"COCO export {split}", unit="img", disable=not progress), start=1):
-        instance_ids = read_png(frame.instance_ids)
-        try:
-            segment_map, segments = panoptic_from_instance_ids(instance_ids)
-        except ValueError as error:
-            raise UserError(f"{frame.instance_ids}: {error}") from None
-        height, width = segment_map.shape
-        png_name = f"{frame.name}_gtFine_panoptic.png"
-        write_panoptic_png(paths["panoptic_dir"] / png_name, segment_map)
-        images.append({
-            "id": image_id,
-            "file_name": f"{frame.city}/{frame.name}{IMAGE_SUFFIX}",
-            "height": height,
-            "width": width,
-            "frame": frame.name,
-        })
-        panoptic_annotations.append({"image_id": image_id, "file_name": png_name, "segments_info": segments})
-        instances += instance_annotations(segment_map, segments, image_id, thing_ids, len(instances) + 1)
-        n_segments += len(segments)
-    info = {
-        "description": f"Cityscapes-layout tree {root} ({split}) in COCO format, by alignbench",
-        "image_dir": str(image_dir.resolve()),
-    }
-    write_json_atomic(
-        paths["instances_json"],
-        {"info": info, "images": images, "annotations": instances, "categories": instance_categories()},
-    )
-    write_json_atomic(
-        paths["panoptic_json"],
-        {"info": info, "images": images, "annotations": panoptic_annotations, "categories": panoptic_categories()},
-    )
+    with staged_folder(paths["panoptic_json"].parent, last=paths["panoptic_json"].name) as staging:
+        for image_id, frame in enumerate(tqdm(frames, desc=f"COCO export {split}", unit="img", disable=not progress), start=1):
+            instance_ids = read_png(frame.instance_ids)
+            try:
+                segment_map, segments = panoptic_from_instance_ids(instance_ids)
+            except ValueError as error:
+                raise UserError(f"{frame.instance_ids}: {error}") from None
+            height, width = segment_map.shape
+            png_name = f"{frame.name}_gtFine_panoptic.png"
+            write_panoptic_png(staging / paths["panoptic_dir"].name / png_name, segment_map)
+            images.append({
+                "id": image_id,
+                "file_name": f"{frame.city}/{frame.name}{IMAGE_SUFFIX}",
+                "height": height,
+                "width": width,
+                "frame": frame.name,
+            })
+            panoptic_annotations.append({"image_id": image_id, "file_name": png_name, "segments_info": segments})
+            instances += instance_annotations(segment_map, segments, image_id, thing_ids, len(instances) + 1)
+            n_segments += len(segments)
+        info = {
+            "description": f"Cityscapes-layout tree {root} ({split}) in COCO format, by alignbench",
+            "image_dir": str(image_dir.resolve()),
+        }
+        (staging / paths["instances_json"].name).write_text(json_text(
+            {"info": info, "images": images, "annotations": instances, "categories": instance_categories()}), encoding="utf-8")
+        (staging / paths["panoptic_json"].name).write_text(json_text(
+            {"info": info, "images": images, "annotations": panoptic_annotations, "categories": panoptic_categories()}), encoding="utf-8")
     log.info("COCO export of %s/%s: %d images, %d instances, %d segments", root, split, len(images), len(instances), n_segments)
     return CocoExport(split, paths["instances_json"], paths["panoptic_json"], paths["panoptic_dir"], image_dir,
                       len(images), len(instances), n_segments)
