@@ -306,10 +306,11 @@ def _full_disk_overwrite(tmp: Path, monkeypatch):
         lambda: read_synth_spec(target) == TINY.to_json() and len(list(target.rglob("*.png"))) == 8
 
 
-def _fail_png_writes_after(monkeypatch, count: int) -> None:
-    """write_png writes `count` files, then half a file and fails as on a full disk."""
+def _fail_png_writes_after(monkeypatch, count: int, module=None) -> None:
+    """`module`'s write_png (default bench.io's) writes `count` files, then half a file and fails as on a full disk."""
     from alignbench.bench import io
 
+    module = module or io
     real_write_png, written = io.write_png, []
 
     def write_png(path, array):
@@ -320,7 +321,7 @@ def _fail_png_writes_after(monkeypatch, count: int) -> None:
         written.append(path)
         real_write_png(path, array)
 
-    monkeypatch.setattr(io, "write_png", write_png)
+    monkeypatch.setattr(module, "write_png", write_png)
 
 
 @pytest.mark.parametrize("scenario", [_full_disk_checkpoint, _full_disk_json, _full_disk_cache, _full_disk_overwrite],
@@ -384,6 +385,158 @@ def test_damaged_training_checkpoint_is_one_line(tmp_path):
     torch.save({"model": {}}, damaged)
     with pytest.raises(UserError, match="not a training checkpoint"):
         load_checkpoint(damaged, torch.device("cpu"))
+
+
+# --- report and COCO export: written aside, swapped into place; a failure leaves the previous files whole ------
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path under `folder` with its bytes (None for a folder)."""
+    return {str(path.relative_to(folder)): None if path.is_dir() else path.read_bytes() for path in sorted(folder.rglob("*"))}
+
+
+def _fail_a_figure_midway(monkeypatch, error: BaseException) -> None:
+    """The third speed figure writes half a PNG into the figures folder, then fails with `error`."""
+    calls = []
+
+    def speed_figure(suite, paper, results, directory):
+        calls.append(suite.name)
+        if len(calls) == 3:
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "half.png").write_bytes(b"\x89PNG half")
+            raise error
+        return None
+
+    monkeypatch.setattr("alignbench.reports.report.speed_figure", speed_figure)
+
+
+def _fail_writing_the_tex_file(monkeypatch, error: BaseException) -> None:
+    """report.md is written, then report.tex fails half-way."""
+    real_write_text = Path.write_text
+
+    def write_text(self, text, *args, **kwargs):
+        if self.name.startswith(".report.tex"):
+            real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+            raise error
+        return real_write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+@pytest.mark.parametrize("fail", [_fail_a_figure_midway, _fail_writing_the_tex_file], ids=["figure", "tex-file"])
+@pytest.mark.parametrize("error", [_no_space(), RuntimeError("a bug in a figure")], ids=["full-disk", "bug"])
+def test_report_failing_midway_keeps_the_previous_report(fail, error, tmp_path, capsys, monkeypatch):
+    store = make_store(tmp_path / "db" / "results.sqlite")  # its -wal and -shm files elsewhere
+    report = tmp_path / "report"
+    assert run_main(capsys, "report", "--results", store, "--out", report)[0] == 0
+    capsys.readouterr()
+    make_store(store, rows=41)  # one more entry: the new report would differ
+    before, listing = snapshot(report), files_in(tmp_path)
+    fail(monkeypatch, error)
+    if isinstance(error, OSError):  # the machine's state: one line naming the report folder, exit status 2
+        status, line = run_main(capsys, "report", "--results", store, "--out", report)
+        assert status == 2 and line == f"alignbench: error: {report}: cannot write (No space left on device); left as it was"
+    else:  # a bug is a traceback, but still leaves the previous report
+        with pytest.raises(RuntimeError, match="a bug"):
+            main(["report", "--results", str(store), "--out", str(report)])
+    assert snapshot(report) == before and "report.md" in before
+    assert files_in(tmp_path) == listing  # no staging folder left behind
+
+
+def test_report_replaces_its_own_files_and_keeps_the_others(tmp_path, capsys):
+    store = make_store(tmp_path / "db" / "results.sqlite")  # its -wal and -shm files elsewhere
+    report = tmp_path / "report"
+    (report / "figures").mkdir(parents=True)
+    (report / "figures" / "stale.png").write_bytes(b"an old figure")
+    (report / "notes.txt").write_text("the user's own file")
+    (report / "report.md").write_text("an old report")
+    status, _ = run_main(capsys, "report", "--results", store, "--out", report, "--format", "md")
+    printed = capsys.readouterr().out.split()
+    assert status == 0 and printed == [str(report / "report.md")]
+    assert (report / "notes.txt").read_text() == "the user's own file"
+    assert "40 stored entries" in (report / "report.md").read_text()
+    assert not (report / "figures" / "stale.png").exists()  # the figures folder is the new report's
+    assert files_in(tmp_path) == ["db", "report"]
+
+
+def test_staging_folders_of_killed_processes_are_removed(tmp_path, capsys):
+    """A report or export killed mid-way leaves its staging folder; the next one removes it (this host, process gone)."""
+    store = make_store(tmp_path / "db" / "results.sqlite")  # its -wal and -shm files elsewhere
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    abandoned = tmp_path / f".report.{host}-{dead}.abc123.partial"
+    running = tmp_path / f".report.{host}-{os.getpid()}.def456.partial"  # a live process's: left alone
+    elsewhere = tmp_path / f".report.otherhost-{dead}.ghi789.partial"  # another host's: cannot be checked, left alone
+    for folder in (abandoned, running, elsewhere):
+        (folder / "figures").mkdir(parents=True)
+    assert run_main(capsys, "report", "--results", store, "--out", tmp_path / "report")[0] == 0
+    assert files_in(tmp_path) == sorted([running.name, elsewhere.name, "db", "report"])
+
+
+def _export_over_a_previous_one(tree: Path, out: Path) -> dict:
+    from alignbench.bench.data.coco import export_coco
+
+    export_coco(tree, out, "val")
+    return snapshot(out)
+
+
+@pytest.mark.parametrize("previous", [True, False], ids=["over-a-previous-export", "first-export"])
+@pytest.mark.parametrize("where", ["third-png", "panoptic-json"])
+def test_coco_export_failing_midway_leaves_no_partial_files(previous, where, small_tree, tmp_path, capsys, monkeypatch):
+    from alignbench.bench.data import coco
+
+    out = tmp_path / "coco"
+    before = _export_over_a_previous_one(small_tree, out) if previous else {}
+    if where == "third-png":
+        _fail_png_writes_after(monkeypatch, 2, module=coco)
+    else:
+        real_json_text = coco.json_text
+
+        def json_text(payload):  # the PNGs and the instances JSON are written by then
+            if any("segments_info" in annotation for annotation in payload["annotations"]):
+                raise _no_space()
+            return real_json_text(payload)
+
+        monkeypatch.setattr(coco, "json_text", json_text)
+    status, line = run_main(capsys, "data", "coco", "--root", small_tree, "--out", out, "--split", "val")
+    assert status == 2 and line == f"alignbench: error: {out / 'annotations'}: cannot write (No space left on device); left as it was"
+    assert snapshot(out) == before  # the previous export whole, or nothing at all
+    assert files_in(tmp_path) == ["coco"]  # no staging folder left behind
+
+
+def test_killed_coco_export_leaves_nothing_a_later_run_takes_as_complete(small_tree, tmp_path):
+    import multiprocessing
+
+    from alignbench.bench.data import coco
+    from alignbench.bench.tasks import DataSource, coco_split
+
+    out = tmp_path / "tree"
+    out.mkdir()
+    for name in ("gtFine", "leftImg8bit"):
+        (out / name).symlink_to(small_tree / name)
+
+    def slow_export() -> None:
+        real_write_png = coco.write_png
+
+        def write_png(path, array):
+            real_write_png(path, array)
+            time.sleep(60 if len(list(Path(path).parent.iterdir())) >= 2 else 0)  # killed while it waits
+
+        coco.write_png = write_png  # in the child only
+        coco.export_coco(out, out / "coco", "val")
+
+    child = multiprocessing.get_context("fork").Process(target=slow_export)
+    child.start()
+    deadline = time.monotonic() + 60
+    while len(list((out / "coco").glob(".annotations.*.partial/panoptic_val/*.png"))) < 2:
+        assert child.is_alive() and time.monotonic() < deadline
+        time.sleep(0.02)
+    child.kill()
+    child.join()
+    assert files_in(out / "coco") == [next((out / "coco").glob(".annotations.*")).name]  # only the staging folder
+    split = coco_split(DataSource("synthetic", out, "synthetic"), "val")  # finds no export, so exports again
+    assert files_in(out / "coco") == ["annotations"]  # the killed process's staging folder removed
+    assert len(json.loads(split.panoptic_json.read_text())["images"]) == len(list(split.panoptic_dir.iterdir())) == 4
 
 
 # --- concurrency: two processes generating the same data cache ---------------------------------------------
