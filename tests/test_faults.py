@@ -2,8 +2,9 @@
 and nothing written earlier is lost.
 
 One parametrised test per category: options checked when parsed, damaged results stores, read-only readers
-of the store, atomic exports, a full disk while writing checkpoints, data or exports, two processes
-generating the same data cache at once, and `profile --all` running out of memory.
+of the store, atomic exports, a full disk while writing checkpoints, data or exports, a report or COCO export
+failing or killed mid-way (staged, swapped into place), two processes generating the same data cache at once,
+and `profile --all` running out of memory. Two `run-all` on one store: tests/test_lease.py.
 """
 
 from __future__ import annotations
