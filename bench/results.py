@@ -21,10 +21,9 @@ lease (`take_lease`, `holding_lease`). A holder that died is recognised (same ho
 its heartbeat is older than LEASE_TIMEOUT_S) and its lease is taken over.
 
 Schema versions: 1 had no setup hash, code columns or superseded flag; 2 had no statistics table; 3 had no
-leases table. An older
-store is migrated in place when opened for writing (one transaction, every row kept: a schema-1 row's setup
-hash is its config hash, which then covered the experiment only; older rows have no statistics); readers read
-it as it is.
+leases table. An older store is migrated in place when opened for writing (one transaction, every row kept: a
+schema-1 row's setup hash is its config hash, which then covered the experiment only; older rows have no
+statistics); readers read it as it is.
 A file that is not an alignbench store (another SQLite database, or not SQLite at all) or a damaged one
 (`PRAGMA integrity_check` when the store is opened) is refused with a clear error and never written to.
 Readers (`report`, `results`) open the store read-only and also work on read-only media and full disks.

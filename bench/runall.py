@@ -396,8 +396,9 @@ def _run_leased(group: list[Entry], store: ResultsStore | None, run_group: Calla
         log.info("%s: leased by %s, put off", group[0].row.model, holder)
         return False
     with store.holding_lease(key) if store is not None else contextlib.nullcontext():
-        missing = [index for index, e in enumerate(group) if not store.has(e.suite.name, e.row.row, e.seed, e.config_hash)] \
-            if store is not None else None
+        missing = None  # the entries not stored yet (rank 0 reads the store, the other ranks are told)
+        if store is not None:
+            missing = [index for index, e in enumerate(group) if not store.has(e.suite.name, e.row.row, e.seed, e.config_hash)]
         missing = distributed.broadcast_from_main(missing)
         summary.by_others += len(group) - len(missing)
         if missing:
