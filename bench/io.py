@@ -214,17 +214,18 @@ def staged_folder(target: str | os.PathLike, last: str | None = None) -> Iterato
     by the next call. An OSError (full disk, read-only media) becomes one `UserError` line naming `target`.
     """
     target = Path(target)
+    place = target.resolve()  # a symbolic link's folder: staged beside it, on its file system
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned_staging(target)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{_host_process()}.", suffix=_STAGING_SUFFIX))
+        place.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_staging(place)
+        staging = Path(tempfile.mkdtemp(dir=place.parent, prefix=f".{place.name}.{_host_process()}.", suffix=_STAGING_SUFFIX))
     except OSError as error:
         raise UserError(f"{target}: cannot write ({error.strerror or error})") from None
     try:
         yield staging
         staging.chmod(0o777 & ~_umask())  # mkdtemp made it private; the result gets the usual permissions
-        with _exclusive_lock(target.parent):
-            _swap_into_place(staging, target, last)
+        with _exclusive_lock(place.parent):
+            _swap_into_place(staging, place, last)
     except OSError as error:
         raise UserError(f"{target}: cannot write ({error.strerror or error}); left as it was") from None
     finally:
@@ -232,11 +233,11 @@ def staged_folder(target: str | os.PathLike, last: str | None = None) -> Iterato
 
 
 def _swap_into_place(staging: Path, target: Path, last: str | None) -> None:
-    """Move `staging`'s entries into `target` (module docstring of `staged_folder`); old entries go into `staging`."""
+    """Move `staging`'s entries into `target` (see `staged_folder`); the old entries go into `staging`."""
     if not target.exists():
         os.rename(staging, target)  # the whole folder at once
         return
-    if not target.is_dir() or target.is_symlink():
+    if not target.is_dir():
         raise UserError(f"{target}: exists and is not a folder; left untouched")
     aside = Path(tempfile.mkdtemp(dir=staging, prefix=".old."))
     names = sorted(entry.name for entry in staging.iterdir() if entry != aside)
@@ -246,7 +247,7 @@ def _swap_into_place(staging: Path, target: Path, last: str | None) -> None:
         names.append(last)
     for name in names:
         new, old = staging / name, target / name
-        if new.is_dir() and old.is_dir() and not old.is_symlink():
+        if new.is_dir() and (old.exists() or old.is_symlink()):  # a folder: the old entry aside, then the new one in
             os.rename(old, aside / name)
             try:
                 os.rename(new, old)
@@ -254,7 +255,7 @@ def _swap_into_place(staging: Path, target: Path, last: str | None) -> None:
                 os.rename(aside / name, old)  # put the previous one back
                 raise
         else:
-            os.replace(new, old)  # a file over a file is atomic; a folder over a file is refused by the OS
+            os.replace(new, old)  # a file over a file: atomic (over a folder: refused by the OS)
 
 
 @contextlib.contextmanager

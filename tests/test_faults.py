@@ -460,6 +460,17 @@ def test_report_replaces_its_own_files_and_keeps_the_others(tmp_path, capsys):
     assert files_in(tmp_path) == ["db", "report"]
 
 
+def test_report_into_a_symbolic_link_to_a_folder(tmp_path, capsys):
+    """The link is kept and the report written into its folder (staged beside that folder, on its file system)."""
+    store = make_store(tmp_path / "db" / "results.sqlite")
+    (tmp_path / "elsewhere" / "real-report").mkdir(parents=True)
+    (tmp_path / "report").symlink_to(tmp_path / "elsewhere" / "real-report")
+    for _ in range(2):  # into the empty folder, then over the first report
+        assert run_main(capsys, "report", "--results", store, "--out", tmp_path / "report")[0] == 0
+    assert (tmp_path / "report").is_symlink() and (tmp_path / "elsewhere" / "real-report" / "report.md").is_file()
+    assert files_in(tmp_path / "elsewhere") == ["real-report"]
+
+
 def test_staging_folders_of_killed_processes_are_removed(tmp_path, capsys):
     """A report or export killed mid-way leaves its staging folder; the next one removes it (this host, process gone)."""
     store = make_store(tmp_path / "db" / "results.sqlite")  # its -wal and -shm files elsewhere
