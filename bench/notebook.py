@@ -89,10 +89,12 @@ def accuracy_results(frame):
 
 
 def data_source(data: str | Path = "synthetic") -> DataSource:
-    """'synthetic' (the built-in scenes, generated into the cache on first use, as `run-all` does) or the
-    root folder of a Cityscapes tree ('cityscapes=PATH' works too)."""
+    """'synthetic' or a preset such as 'synthetic-miniature' (the built-in scenes, generated into the cache on
+    first use, as `run-all` does) or the root folder of a Cityscapes tree ('cityscapes=PATH' works too)."""
+    from alignbench.bench.data.synthetic import SYNTHETIC_PRESETS
+
     spec = str(data)
-    if spec != "synthetic" and not spec.startswith("cityscapes="):
+    if spec not in SYNTHETIC_PRESETS and not spec.startswith("cityscapes="):
         spec = f"cityscapes={spec}"
     return resolve_data([spec])[0]
 
@@ -158,6 +160,58 @@ def trained_model(
     config = notebook_config(name, budget, iterations, recipe)
     pipeline = Pipeline(name, source, config, get_budget(budget), seed, options=options, checkpoint=checkpoint,
                         train_model=checkpoint is None, device=device)
+    return pipeline.model(cache_dir() / "notebooks")
+
+
+PROTOCOL_SUITE = "miniature_alignment_r18"  # the default run-all's comparison (docs/miniature_protocol.md)
+RUN_ALL_RESULTS = "alignbench-output/results.sqlite"  # where `alignbench run-all` writes by default
+
+
+def protocol_source(suite: str = PROTOCOL_SUITE) -> DataSource:
+    """The data a comparison suite trains and evaluates on (the miniature protocol's: synthetic-miniature)."""
+    from alignbench.bench.suites import load_suite
+
+    return resolve_data(list(load_suite(suite).data or ["synthetic"]))[0]
+
+
+def protocol_model(
+    row: str,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    suite: str = PROTOCOL_SUITE,
+    results: str | Path | None = RUN_ALL_RESULTS,
+    overrides: dict | None = None,
+) -> nn.Module:
+    """The model of `row` ("fpn", "fapn", "sfnet", ...) of a comparison suite, trained as that suite trains it
+    (its recipe, budget, data, builder options and `seed`): by default the miniature protocol's, so the figures
+    show alignment a model has learned.
+
+    The weights come from `alignbench run-all`'s checkpoints beside `results` (relative paths: to the
+    repository) when that run finished this very training (same training key: model, options, recipe, data,
+    seed and code), else from the notebook cache, else the model is trained there once (CPU minutes).
+    `overrides`: `--set`-style recipe values (e.g. {"iterations": 2}), for quick checks.
+    """
+    from alignbench.bench.pipeline import Pipeline
+    from alignbench.bench.recipes import apply_overrides, parse_overrides
+    from alignbench.bench.recipes import budget as get_budget
+    from alignbench.bench.suites import load_suite
+    from alignbench.bench.train import FINAL
+
+    chosen = load_suite(suite)
+    rows = {entry.row: entry for entry in chosen.rows}
+    if row not in rows:
+        raise UserError(f"row {row!r}: suite {chosen.name} has rows {', '.join(rows)}")
+    entry = rows[row]
+    budget_name = chosen.budget or "miniature"
+    parsed = parse_overrides([f"{key}={value}" for key, value in (overrides or {}).items()])
+    config, budget = apply_overrides(training_config(chosen.recipe, budget_name, entry.train), get_budget(budget_name), parsed)
+    source = protocol_source(suite)
+    pipeline = Pipeline(entry.model, source, config, budget, seed, options=dict(entry.options), device=device)
+    run_all_checkpoints = user_path(results).parent / "checkpoints" if results is not None else None
+    if run_all_checkpoints is not None and (pipeline.checkpoint_dir(run_all_checkpoints) / FINAL).is_file():
+        log.info("%s (seed %d): weights of the run-all in %s", entry.model, seed, run_all_checkpoints)
+        return pipeline.model(run_all_checkpoints)
     return pipeline.model(cache_dir() / "notebooks")
 
 

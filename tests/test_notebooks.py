@@ -29,6 +29,7 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 KERNEL_NAME = "alignbench-test"
 # figures each notebook must show (image/png outputs), at least
 # results_explorer's demo store is smoke-budget: its accuracy is no result, so only params are plotted
+QUICK_PROTOCOL = 'PROTOCOL_OVERRIDES = {"iterations": 3, "batch_size": 2}'
 MIN_FIGURES = {"feature_alignment": 2, "semantic_flow": 4, "boundary_analysis": 5, "results_explorer": 1}
 
 
@@ -116,6 +117,10 @@ def notebook_cache(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_notebook_runs_clean(path, kernel_specs, notebook_cache, tmp_path):
     notebook = nbformat.read(path, as_version=4)
+    # as papermill injects parameters: the protocol's models trained for a few iterations (the default trains
+    # them for CPU minutes); the figures' code paths are the same
+    parameters = next(index for index, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", []))
+    notebook.cells.insert(parameters + 1, nbformat.v4.new_code_cell(QUICK_PROTOCOL))
     manager = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=kernel_specs)
     client = nbclient.NotebookClient(
         notebook, km=manager, timeout=600, resources={"metadata": {"path": str(tmp_path)}}
