@@ -5,11 +5,12 @@
 One run, one thread by default (`torch.set_num_threads`), process CPU time (`time.process_time`), which
 depends less than wall time on other jobs sharing the cores; the load average is printed. Reported:
 
-1. forward + backward (and forward alone, under no_grad) of the FaPN FAM deformable convolution (64
-   channels, 8 deformable groups, 3x3, batch 4) at the pyramid sizes of a 96x192 crop (24x48, 12x24,
-   6x12, 3x6): `deform_conv2d_by_sampling` against `torchvision.ops.deform_conv2d`, median of `--repeats`
-   runs each, ratio new / torchvision. Random offsets (std 2 px: fractional positions, some outside the
-   map) and masks; the largest differences of outputs and gradients are printed beside the times.
+1. forward + backward (and forward alone, under no_grad) of the FaPN FAM deformable convolution (DCNv2,
+   64 channels, 8 deformable groups, 3x3, batch 4) and of SFNet Table 2(d)'s (DCNv1, 128 -> 64 channels,
+   1 group) at the pyramid sizes of a 96x192 crop (24x48, 12x24, 6x12, 3x6): `deform_conv2d_by_sampling`
+   against `torchvision.ops.deform_conv2d`, median of `--repeats` runs each, ratio new / torchvision.
+   Random offsets (std 2 px: fractional positions, some outside the map) and masks; the largest
+   differences of outputs and gradients, relative to the largest magnitude, are printed beside the times.
 2. the whole training step (forward, loss, backward, AdamW step; the miniature recipe's optimizer) of
    `semantic_fpn_fapn_r18` with 64 neck / head channels at batch 4 on 96x192 crops, with each path
    (`ModulatedDeformConv2d.sample_on_cpu`), and of `semantic_fpn_fpn_r18` with the same options for
@@ -33,8 +34,13 @@ from torchvision.ops import deform_conv2d
 from alignbench import models
 from alignbench.models.ops.deform import ModulatedDeformConv2d, deform_conv2d_by_sampling
 
-BATCH, CHANNELS, GROUPS, CROP = 4, 64, 8, (96, 192)
-FAM_SIZES = ((24, 48), (12, 24), (6, 12), (3, 6))  # strides 4, 8, 16, 32 of a 96x192 crop
+BATCH, CROP = 4, (96, 192)
+SIZES = ((24, 48), (12, 24), (6, 12), (3, 6))  # strides 4, 8, 16, 32 of a 96x192 crop
+# (name, input channels, output channels, deformable groups, modulated); the miniature protocol's 64 channels
+LAYERS = (
+    ("FaPN FAM: DCNv2 64->64, 8 groups", 64, 64, 8, True),
+    ("SFNet Table 2(d): DCNv1 128->64, 1 group", 128, 64, 1, False),
+)
 
 
 def median_cpu_seconds(run, repeats: int) -> float:
@@ -47,16 +53,17 @@ def median_cpu_seconds(run, repeats: int) -> float:
     return statistics.median(times)
 
 
-def fam_inputs(size: tuple[int, int], seed: int) -> tuple[torch.Tensor, ...]:
+def layer_inputs(size, in_channels, out_channels, groups, modulated, seed: int) -> list[torch.Tensor | None]:
+    """Input, offset (std 2 px), mask or None, weight, bias, all requiring gradients."""
     generator = torch.Generator().manual_seed(seed)
     height, width = size
-    taps = GROUPS * 9
-    x = torch.randn(BATCH, CHANNELS, height, width, generator=generator)
+    taps = groups * 9
+    x = torch.randn(BATCH, in_channels, height, width, generator=generator)
     offset = 2.0 * torch.randn(BATCH, 2 * taps, height, width, generator=generator)
-    mask = torch.rand(BATCH, taps, height, width, generator=generator)
-    weight = torch.randn(CHANNELS, CHANNELS, 3, 3, generator=generator) / (CHANNELS * 9) ** 0.5
-    bias = torch.randn(CHANNELS, generator=generator)
-    return tuple(t.requires_grad_() for t in (x, offset, mask, weight, bias))
+    mask = torch.rand(BATCH, taps, height, width, generator=generator) if modulated else None
+    weight = torch.randn(out_channels, in_channels, 3, 3, generator=generator) / (in_channels * 9) ** 0.5
+    bias = torch.randn(out_channels, generator=generator)
+    return [None if t is None else t.requires_grad_() for t in (x, offset, mask, weight, bias)]
 
 
 def convolve(kernel, inputs):
@@ -64,8 +71,12 @@ def convolve(kernel, inputs):
     return kernel(x, offset, weight, bias, padding=(1, 1), mask=mask)
 
 
+def differentiable(inputs):
+    return [t for t in inputs if t is not None]
+
+
 def forward_backward(kernel, inputs, upstream):
-    return lambda: torch.autograd.grad(convolve(kernel, inputs), inputs, upstream)
+    return lambda: torch.autograd.grad(convolve(kernel, inputs), differentiable(inputs), upstream)
 
 
 def forward_only(kernel, inputs):
@@ -77,30 +88,31 @@ def forward_only(kernel, inputs):
 
 
 def measure_operator(repeats: int) -> None:
-    print(f"1. deformable convolution, batch {BATCH}, {CHANNELS} channels, {GROUPS} groups, 3x3 (ms of CPU, median of {repeats})")
+    print(f"1. deformable convolution, batch {BATCH}, 3x3 (ms of CPU, median of {repeats})")
     header = f"{'fwd+bwd torchvision':>19} {'sampling':>9} {'ratio':>6} | {'fwd torchvision':>15} {'sampling':>9} {'ratio':>6}"
-    print(f"{'size':>7} | {header} | max rel. diff: output, grads of x, offset, mask, weight, bias")
-    totals = [0.0, 0.0]
-    for index, size in enumerate(FAM_SIZES):
-        inputs = fam_inputs(size, seed=index)
-        upstream = torch.randn(BATCH, CHANNELS, *size, generator=torch.Generator().manual_seed(100 + index))
-        reference = median_cpu_seconds(forward_backward(deform_conv2d, inputs, upstream), repeats)
-        sampled = median_cpu_seconds(forward_backward(deform_conv2d_by_sampling, inputs, upstream), repeats)
-        reference_fwd = median_cpu_seconds(forward_only(deform_conv2d, inputs), repeats)
-        sampled_fwd = median_cpu_seconds(forward_only(deform_conv2d_by_sampling, inputs), repeats)
-        if index < 3:  # FaPN's FAMs produce P2-P4; P5 has no FAM
-            totals[0] += reference
-            totals[1] += sampled
-        outputs = [convolve(kernel, inputs) for kernel in (deform_conv2d, deform_conv2d_by_sampling)]
-        gradients = [torch.autograd.grad(output, inputs, upstream) for output in outputs]
-        pairs = [(outputs[0].detach(), outputs[1].detach()), *zip(*gradients, strict=True)]
-        differences = [(a - b).abs().max() / a.abs().max() for a, b in pairs]
-        print(
-            f"{size[0]:>3}x{size[1]:<3} | {1e3 * reference:>19.2f} {1e3 * sampled:>9.2f} {sampled / reference:>6.3f} | "
-            f"{1e3 * reference_fwd:>15.2f} {1e3 * sampled_fwd:>9.2f} {sampled_fwd / reference_fwd:>6.3f} | "
-            + " ".join(f"{float(d):.1e}" for d in differences)
-        )
-    print(f"FaPN's three FAMs (24x48, 12x24, 6x12), fwd+bwd: {1e3 * totals[0]:.1f} -> {1e3 * totals[1]:.1f} ms, ratio {totals[1] / totals[0]:.3f}")
+    for name, in_channels, out_channels, groups, modulated in LAYERS:
+        print(f"{name}\n{'size':>7} | {header} | max rel. diff: output, then grads of x, offset, [mask,] weight, bias")
+        totals = [0.0, 0.0]
+        for index, size in enumerate(SIZES):
+            inputs = layer_inputs(size, in_channels, out_channels, groups, modulated, seed=index)
+            upstream = torch.randn(BATCH, out_channels, *size, generator=torch.Generator().manual_seed(100 + index))
+            reference = median_cpu_seconds(forward_backward(deform_conv2d, inputs, upstream), repeats)
+            sampled = median_cpu_seconds(forward_backward(deform_conv2d_by_sampling, inputs, upstream), repeats)
+            reference_fwd = median_cpu_seconds(forward_only(deform_conv2d, inputs), repeats)
+            sampled_fwd = median_cpu_seconds(forward_only(deform_conv2d_by_sampling, inputs), repeats)
+            if index < 3:  # the aligned levels P2-P4; P5 has no alignment module
+                totals[0] += reference
+                totals[1] += sampled
+            outputs = [convolve(kernel, inputs) for kernel in (deform_conv2d, deform_conv2d_by_sampling)]
+            gradients = [torch.autograd.grad(output, differentiable(inputs), upstream) for output in outputs]
+            pairs = [(outputs[0].detach(), outputs[1].detach()), *zip(*gradients, strict=True)]
+            differences = [(a - b).abs().max() / a.abs().max() for a, b in pairs]
+            print(
+                f"{size[0]:>3}x{size[1]:<3} | {1e3 * reference:>19.2f} {1e3 * sampled:>9.2f} {sampled / reference:>6.3f} | "
+                f"{1e3 * reference_fwd:>15.2f} {1e3 * sampled_fwd:>9.2f} {sampled_fwd / reference_fwd:>6.3f} | "
+                + " ".join(f"{float(d):.1e}" for d in differences)
+            )
+        print(f"levels 24x48, 12x24, 6x12 together, fwd+bwd: {1e3 * totals[0]:.1f} -> {1e3 * totals[1]:.1f} ms, ratio {totals[1] / totals[0]:.3f}")
 
 
 def training_step(model, optimizer, images, targets, channels_last: bool):
@@ -110,7 +122,7 @@ def training_step(model, optimizer, images, targets, channels_last: bool):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     if channels_last:
         model.to(memory_format=torch.channels_last)
