@@ -312,7 +312,7 @@ def run_all(
 def write_resolved_config(path: Path, entries: list[Entry], budget: str, data: list[str], seeds: list[int] | None,
                           overrides: Overrides) -> None:
     """What this run runs, after budget, overrides and suite defaults (atomically, beside the results): per suite
-    its rows with their model, resolved recipe and seeds; the budget, data, overrides and loaded plugins."""
+    its rows with their model, builder options, resolved recipe and seeds; the budget, data, overrides and loaded plugins."""
     import os
 
     from alignbench.bench.io import write_json_atomic
@@ -322,8 +322,8 @@ def write_resolved_config(path: Path, entries: list[Entry], budget: str, data: l
     for entry in entries:
         suite = suites.setdefault(entry.suite.name, {"file": str(entry.suite.path), "task": entry.suite.task, "recipe": entry.suite.recipe,
                                                      "metrics": list(entry.suite.metrics), "baseline": entry.suite.baseline_row, "rows": {}})
-        row = suite["rows"].setdefault(entry.row.row, {"model": entry.row.model, "train": entry.train.to_json(), "seeds": [],
-                                                       "input_size": list(entry.input_size), "config_hashes": {}})
+        row = suite["rows"].setdefault(entry.row.row, {"model": entry.row.model, "options": entry.row.options, "train": entry.train.to_json(),
+                                                       "seeds": [], "input_size": list(entry.input_size), "config_hashes": {}})
         row["seeds"].append(entry.seed)
         row["config_hashes"][str(entry.seed)] = entry.config_hash
     plugins = [spec for spec in os.environ.get(ENVIRONMENT_VARIABLE, "").split(os.pathsep) if spec.strip()]

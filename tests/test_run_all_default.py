@@ -13,7 +13,7 @@ from alignbench import models
 from alignbench.bench import runall
 from alignbench.bench.errors import UserError
 from alignbench.bench.pipeline import Evaluation, Pipeline
-from alignbench.bench.recipes import budget, training_config
+from alignbench.bench.recipes import NO_OVERRIDES, budget, training_config
 from alignbench.bench.suites import load_suite, load_suites
 from alignbench.bench.tasks import DataSource
 from alignbench.metrics.vocabulary import METRICS
@@ -76,6 +76,9 @@ def test_row_options_reach_the_model_its_identity_and_its_counts(tmp_path, small
     assert wide_entry.pipeline is not small.pipeline
     assert wide_entry.training_key != small.training_key and wide_entry.setup_hash != small.setup_hash
     assert small.pipeline.build().neck.out_channels == 64 and plain.pipeline.build().neck.out_channels == 256
+    runall.write_resolved_config(tmp_path / "resolved.json", entries, "smoke", [f"cityscapes={small_tree}"], [0], NO_OVERRIDES)
+    rows = json.loads((tmp_path / "resolved.json").read_text())["suites"]["opts"]["rows"]
+    assert rows["small"]["options"] == {"neck_channels": 64, "head_channels": 64} and rows["fpn"]["options"] == {}
     # params are counted with the row's options (default 256 / 128 channels otherwise)
     counted = small.pipeline._complexity(None, Evaluation(("params_m",)), {"params_m"}, None)["params_m"]
     assert counted == pytest.approx(models.measured_params("semantic_fpn_fapn_r18", neck_channels=64, head_channels=64) / 1e6)
