@@ -60,6 +60,7 @@ class SuiteResults:
     record_ids: dict[tuple[str, int], int] = field(default_factory=dict)  # (row, seed) -> results store id
     statistics: dict[str, dict[int, dict]] = field(default_factory=dict)  # row -> seed -> per-image arrays
     class_iou_by_seed: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)  # the `--set KEY=VALUE` values the records were made with
 
     def runs(self, key: str) -> list[dict]:
         """The per-image statistics of a row, one per seed of the suite (empty unless every seed has them)."""
@@ -136,7 +137,13 @@ def collect(records: Sequence, suite_name: str, budget: str | None) -> SuiteResu
         by_seed={row: dict(metrics) for row, metrics in by_seed.items()},
         record_ids={key: record.id for key, record in latest.items() if record.id is not None},
         class_iou_by_seed=dict(class_iou_by_seed),
+        overrides=sorted({f"{key}={_override_text(value)}" for record in records_used
+                          for part in (record.config or {}).get("overrides", {}).values() for key, value in part.items()}),
     )
+
+
+def _override_text(value) -> str:
+    return "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _mean(values: list[float] | None, metric: str) -> float | None:
@@ -256,6 +263,7 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
             + (f" ({budget_note})" if budget_note else "")
             + f"; device {', '.join(results.devices) or '-'}; seeds {', '.join(map(str, results.seeds)) or '-'}"
             + seeds_note
+            + (f"; overrides --set {', '.join(results.overrides)}" if results.overrides else "")
             + (". Bold: significantly best accuracy (see below)." if accuracy_metrics - hidden - unmeasured else ".")
         )
     if hidden & set(suite.metrics):
@@ -548,7 +556,8 @@ def report_summary(sections: Sequence[tuple]) -> list[str]:
             labels = row_labels(paper.rows)
             rows = ", ".join(f"{labels[row.row]} (`{row.model}`)" for row in suite.rows if row.row in results.values)
             lines.append(f"{suite.title}: {rows}; seeds {', '.join(map(str, results.seeds))}; data {', '.join(results.data)}; "
-                         f"budget {results.budget}; device {', '.join(results.devices)}. Claims against the baseline: "
+                         f"budget {results.budget}" + (f" with --set {', '.join(results.overrides)}" if results.overrides else "")
+                         + f"; device {', '.join(results.devices)}. Claims against the baseline: "
                          + ("the table below." if results.accuracy_shown else
                             f"none (accuracy under the {results.budget} budget is no result)."))
     fidelity = [(suite, paper, results) for suite, paper, results in measured if not getattr(suite, "is_comparison", False)

@@ -255,3 +255,21 @@ def test_the_summary_says_what_ran_and_whether_each_neck_beats_fpn(tmp_path):
     # under the smoke budget accuracy is no result: no verdict
     results.accuracy_shown = False
     assert verdict_tables(sections) == []
+
+
+def test_a_run_with_overrides_says_so_in_the_table_and_the_summary():
+    from alignbench.bench.results import ResultRecord
+    from alignbench.reports.report import collect, report_summary, suite_table
+
+    (miniature,) = load_suites(["miniature_alignment_r18"])
+    overrides = {"train": {"iterations": 2, "crop": [64, 128]}, "budget": {"timing_iterations": 1}}
+    records = [ResultRecord("miniature_alignment_r18", row, 0, f"semantic_fpn_{row}_r18", "semantic", "miniature", "synthetic", "h",
+                            {"overrides": overrides}, {"mIoU": 0.5}, "2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00", 60.0,
+                            device="cpu")
+               for row in ("fpn", "fapn")]
+    results = collect(records, "miniature_alignment_r18", "miniature")
+    assert results.overrides == ["crop=64x128", "iterations=2", "timing_iterations=1"]
+    table = suite_table(miniature, miniature.reference_table(), results)
+    assert any("; overrides --set crop=64x128, iterations=2, timing_iterations=1" in note for note in table.footnotes)
+    summary = report_summary([(miniature, miniature.reference_table(), results, "")])
+    assert any("budget miniature with --set crop=64x128, iterations=2, timing_iterations=1;" in line for line in summary)
