@@ -48,7 +48,7 @@ from alignbench.bench.recipes import budget as get_budget
 from alignbench.bench.results import ResultRecord, ResultsStore
 from alignbench.bench.suites import Suite, SuiteRow, load_suites
 from alignbench.bench.tasks import DataSource, resolve_data, task_runner
-from alignbench.metrics.vocabulary import METRICS, of_evaluators
+from alignbench.metrics.vocabulary import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ def default_run_suites() -> list[Suite]:
     suites = load_suites()
     chosen = [suite for suite in suites if suite.name == MINIATURE_SUITE]
     for suite in suites:
-        counted = tuple(metric for metric in suite.metrics if metric in of_evaluators(suite.metrics, "complexity"))
+        counted = tuple(metric for metric in suite.metrics if METRICS[metric].evaluator == "complexity")
         if not suite.is_comparison and counted:
             measured = ", ".join(METRICS[metric].label for metric in counted)
             chosen.append(replace(suite, metrics=counted, title=f"{suite.title} (fidelity pass: {measured} only)"))

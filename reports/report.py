@@ -5,6 +5,9 @@ parentheses as the papers print them, the best measured value in bold, and a foo
 budget, device, seeds, the code that made the numbers (package version, git commit and each row's model
 definition fingerprint) and the definitions (boundary bands, GMACs). With several seeds a cell shows the
 mean and the spread (population standard deviation). Results superseded by ones of newer code are left out.
+A paper suite measured for params / GMACs only (the default run's fidelity pass) is a fidelity table: the counts
+beside the paper's with the gap, and "—" with a footnote for any accuracy column it shows. The summary at the top
+says what was run and, per comparison suite, whether each row beats the baseline with 95% confidence.
 """
 
 from __future__ import annotations
@@ -190,8 +193,8 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     accuracy_metrics = set(suite.metrics) - cost_metrics
     hidden = set() if results.accuracy_shown else accuracy_metrics  # no result: shown as "—"
     # accuracy no row has a value for, in a run that measured something (params / GMACs only): "—" with a footnote
-    unmeasured = {m for m in accuracy_metrics - hidden if any(results.values.values())
-                  and not any(results.values.get(key, {}).get(m) for key in keys)}
+    measured_something = any(results.values.values())
+    unmeasured = {m for m in accuracy_metrics - hidden if measured_something and not any(results.values.get(key, {}).get(m) for key in keys)}
     gap_metrics = [m for m in suite.metrics if m in cost_metrics and METRICS[m].evaluator == "complexity"]
     timed_on = device_kind(results.devices)
     header = ["method"] + (["backbone"] if has_backbone else [])

@@ -118,6 +118,7 @@ def test_an_explicit_budget_without_suite_runs_every_paper_table_with_all_its_me
         chosen = runall.chosen_suites(None, name)
         assert chosen == [suite for suite in load_suites() if not suite.is_comparison]
         assert {"mIoU", "PQ", "AP_bbox", "fps"} <= {metric for suite in chosen for metric in suite.metrics}
+        assert len(chosen) == 19 and sum(len(suite.rows) for suite in chosen) == 95  # the former default: 95 entries at seed 0
     assert [suite.name for suite in runall.chosen_suites(["fapn_table2"], None)] == ["fapn_table2"]
 
 
