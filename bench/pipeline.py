@@ -9,6 +9,9 @@ to start from; `backbone_weights=`, ImageNet weights for the backbone), trains i
 seed (resuming from its checkpoints, once: a finished run is loaded), evaluates it through the task's
 evaluators (one inference pass per input size) and measures its complexity and speed, and returns one
 `Outcome` per requested `Evaluation`. `alignbench run-all`, `alignbench train` and the notebooks all use it.
+When no evaluation asks for accuracy or speed (params / GMACs only, e.g. the paper rows of the default
+`run-all`), nothing is trained and no checkpoint is written: the counts come from the model's definition
+(`needs_trained_model`).
 
 `training_key` names the trained weights: model, data, recipe (after the budget), seed, the budget's
 detector options, the weights files' sha256 and the code identity (package version and model definition
@@ -70,6 +73,16 @@ class Outcome:
     code: dict = field(default_factory=dict)  # provenance.code_identity of the model as trained
     statistics: dict | None = None  # per-image statistics of the accuracy metrics (bench.evaluation.loop.STATISTICS_KEY)
     training_log: Path | None = None  # the run's train_log.jsonl (kept after a smoke budget deletes the weights)
+
+
+ACCURACY_EVALUATORS = ("semantic", "boundary", "coco", "panoptic")
+
+
+def needs_trained_model(evaluations: list[Evaluation]) -> bool:
+    """Whether an evaluation asks for accuracy or speed (a trained model, or given weights, to run); params and
+    GMACs alone are counted from the model's definition."""
+    wanted = {metric for evaluation in evaluations for metric in evaluation.metrics}
+    return bool(vocabulary.of_evaluators(wanted, *ACCURACY_EVALUATORS, "speed"))
 
 
 def now() -> str:
@@ -207,12 +220,18 @@ class Pipeline:
         evaluations at the same input size share one inference pass. The budget's throwaway weights (smoke)
         are deleted after the last one."""
         started_at, begin = now(), time.perf_counter()
-        model = self.model(checkpoint_root)
+        trains = self.trains(evaluations)
+        if needs_trained_model(evaluations):
+            model = self.model(checkpoint_root)
+        elif self.weights:  # params / GMACs only: given weights are still loaded, so a bad file fails here as in a full run
+            model = self.build()
+        else:  # params / GMACs only, counted from the model's definition: nothing to build, train or save
+            model = None
         accuracy: dict[tuple | None, dict] = {}
         for evaluation in evaluations:
             wanted = set(evaluation.metrics)
             metrics: dict = {}
-            if vocabulary.of_evaluators(wanted, "semantic", "boundary", "coco", "panoptic"):
+            if vocabulary.of_evaluators(wanted, *ACCURACY_EVALUATORS):
                 if evaluation.eval_size not in accuracy:
                     accuracy[evaluation.eval_size] = self.runner.evaluate(model, self.device, self.budget, evaluation.eval_size,
                                                                           progress=self.progress)
@@ -221,9 +240,14 @@ class Pipeline:
             if distributed.is_main():
                 metrics.update(self._complexity(model, evaluation, wanted, complexity_cache))
             yield Outcome(metrics, started_at, now(), time.perf_counter() - begin, self.code, statistics,
-                          self._keep_training_log(checkpoint_root))
-        if self.train_model and checkpoint_root is not None and not self.budget.keep_weights and distributed.is_main():
+                          self._keep_training_log(checkpoint_root) if trains else None)
+        if trains and checkpoint_root is not None and not self.budget.keep_weights and distributed.is_main():
             shutil.rmtree(self.checkpoint_dir(checkpoint_root), ignore_errors=True)
+
+    def trains(self, evaluations: list[Evaluation]) -> bool:
+        """Whether `outcomes(evaluations)` trains: no given weights to evaluate, and something to measure on a
+        trained model (`needs_trained_model`)."""
+        return self.train_model and needs_trained_model(evaluations)
 
     def _keep_training_log(self, checkpoint_root: Path | None) -> Path | None:
         """A copy of the run's train_log.jsonl in `logs/` beside `checkpoint_root` (beside the results store for
@@ -241,7 +265,8 @@ class Pipeline:
         return kept
 
     def _complexity(self, model: nn.Module, evaluation: Evaluation, wanted: set[str], cache) -> dict:
-        """Params and GMACs (cached per model, size and code identity in `cache`, a ResultsStore) and speed."""
+        """Params and GMACs (cached per model, builder options, size and code identity in `cache`, a ResultsStore)
+        and speed (of `model`, which is None only when no speed is asked for)."""
         from alignbench import models
         from alignbench.bench.profiling import complexity_at, measure_latency
 
@@ -249,14 +274,15 @@ class Pipeline:
         counted = vocabulary.of_evaluators(wanted, "complexity")
         if counted:
             size = tuple(evaluation.flops_size or self.info.flops_input_size or self.info.input_size)
-            # counted as `alignbench profile` builds the model: default options (19 classes), frozen backbone BN
-            code = provenance.digest(provenance.code_identity(self.name))
+            # counted as `alignbench profile` builds the model: default options (19 classes), frozen backbone BN, plus
+            # the user's builder options (a suite row's `options`, e.g. narrower necks), which the code identity names
+            code = provenance.digest(provenance.code_identity(self.name, self.user_options))
             figures = cache.complexity(self.name, size, code) if cache is not None else None
             if figures is None and counted == {"params_m"}:
                 # parameters alone need no trace (a FLOP trace of a large model at the paper's size takes minutes on a CPU)
-                figures = {"params_m": models.measured_params(self.name) / 1e6}
+                figures = {"params_m": models.measured_params(self.name, **self.user_options) / 1e6}
             elif figures is None:
-                complexity = complexity_at(self.name, size)
+                complexity = complexity_at(self.name, size, options=self.user_options)
                 figures = {"params_m": complexity.params_m, "gflops": complexity.gmacs, "other_gops": complexity.other_ops / 1e9}
                 if cache is not None:
                     cache.add_complexity(self.name, size, code, figures)

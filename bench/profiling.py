@@ -493,16 +493,17 @@ def measure_latency(
 
 def build_for_profiling(
     name: str, input_size: Sequence[int] | None = None, num_classes: int | None = None, device: str = "cpu",
-    checkpoint: str | None = None,
+    checkpoint: str | None = None, options: dict | None = None,
 ) -> nn.Module:
     """A registered model as the papers count it: backbone BatchNorm frozen (see models.measured_params);
     detectors set to keep an `input_size` image at that size (torchvision's transform would otherwise
-    rescale it to its own 800 x 1333 default); with `checkpoint`, its weights loaded (models.build)."""
+    rescale it to its own 800 x 1333 default); with `checkpoint`, its weights loaded (models.build); `options`:
+    more builder keywords (a suite row's, e.g. narrower necks), which may also override frozen_bn."""
     from alignbench import models
     from alignbench.models.registry import builder_options
 
     accepted = builder_options(name)
-    options: dict = {"frozen_bn": True} if "frozen_bn" in accepted else {}
+    options = {**({"frozen_bn": True} if "frozen_bn" in accepted else {}), **(options or {})}
     if input_size is not None and {"min_size", "max_size"} <= accepted:
         options.update(min_size=min(input_size), max_size=max(input_size))
     if num_classes is not None:
@@ -513,10 +514,10 @@ def build_for_profiling(
     return models.build(name, **options).to(device).eval()
 
 
-def complexity_at(name: str, input_size: Sequence[int], model: nn.Module | None = None) -> Complexity:
+def complexity_at(name: str, input_size: Sequence[int], model: nn.Module | None = None, options: dict | None = None) -> Complexity:
     """Parameters and operation counts of a registered model at one input size (of `model`, when given:
-    the model `build_for_profiling(name, input_size)` builds)."""
-    return count_flops(model if model is not None else build_for_profiling(name, input_size), input_size)
+    the model `build_for_profiling(name, input_size, options=options)` builds)."""
+    return count_flops(model if model is not None else build_for_profiling(name, input_size, options=options), input_size)
 
 
 # --- the `alignbench profile` rows ------------------------------------------------------------------------

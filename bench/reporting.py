@@ -20,8 +20,10 @@ def write_report(
     """Tables and figures for every suite from the store (safe while run-all writes: SQLite WAL).
 
     `budget` picks which results to show (default: the budget of the most recent result). Results superseded
-    by ones of newer code are not shown. The files are written into a staging folder and swapped into `out_dir`
-    at the end (bench.io.staged_folder): an error or a full disk leaves the previous report as it was.
+    by ones of newer code are not shown. Without `suites`: every built-in suite, comparison suites (the miniature
+    protocol) first, and a comparison suite only when it has results. The files are written into a staging folder
+    and swapped into `out_dir` at the end (bench.io.staged_folder): an error or a full disk leaves the previous
+    report as it was.
     """
     from alignbench.bench.io import staged_folder
     from alignbench.reports.report import collect, render_report
@@ -32,7 +34,7 @@ def write_report(
         records = [record for record in everything if not record.superseded]
         if budget is None and records:
             budget = records[-1].budget
-        for suite in suites if suites is not None else load_suites():
+        for suite in suites if suites is not None else sorted(load_suites(), key=lambda suite: not suite.is_comparison):
             results = collect(records, suite.name, budget)
             if suites is None and suite.is_comparison and not results.seeds:
                 continue  # a comparison suite nobody ran (e.g. the shipped template) stays out of the default report

@@ -1,4 +1,15 @@
-"""`alignbench run-all`: every suite on the chosen data and budget, into the results store, then the report.
+"""`alignbench run-all`: suites on the chosen data and budget, into the results store, then the report.
+
+What runs (`chosen_suites`):
+- no --suite and no --budget (or --budget miniature): the default run (`default_run_suites`), the miniature
+  protocol (bench/suites/miniature_alignment_r18.yaml: FPN, FaPN and SFNet necks in one 64-channel ResNet-18
+  Semantic-FPN scaffold, trained from scratch on the `synthetic-miniature` scenes, 3 seeds, mIoU and boundary
+  bands with confidence intervals, params / GMACs and CPU latency; docs/miniature_protocol.md) plus a fidelity
+  pass: every paper suite restricted to its params / GMACs columns, counted from the models' definitions with
+  no training, no accuracy and no speed;
+- --budget smoke|short|paper and no --suite: every paper suite with all its metrics (smoke: the pipeline
+  check the tests use; it says nothing about accuracy);
+- --suite S: those suites, with their own metrics.
 
 Entries (suite, row, seed) are planned first; those already complete in the store are skipped, so a
 re-run after a crash or a SIGKILL resumes where it stopped. An entry's config hash covers the experiment
@@ -24,6 +35,7 @@ function restricted to its group, writing to the same store; see `SlurmOptions`.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import signal
@@ -43,6 +55,7 @@ from alignbench.bench.recipes import budget as get_budget
 from alignbench.bench.results import ResultRecord, ResultsStore
 from alignbench.bench.suites import Suite, SuiteRow, load_suites
 from alignbench.bench.tasks import DataSource, resolve_data, task_runner
+from alignbench.metrics.vocabulary import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +95,7 @@ class Entry:
             "input_size": list(self.input_size),
             "flops_size": list(self.flops_size),
             "eval_size": list(self.eval_size) if self.eval_size else None,
+            **({"options": dict(self.row.options)} if self.row.options else {}),  # the row's builder keywords
             "evaluation": {"version": EVALUATION_VERSION, "max_images": self.budget.eval_max_images,
                            "max_side": self.budget.eval_max_side, "timing_iterations": self.budget.timing_iterations},
             **self.pipeline.weights,
@@ -149,11 +163,12 @@ def plan(
             train, _ = apply_overrides(training_config(suite.recipe, budget.name, row.train), budget, overrides)
             checkpoint = row.checkpoint or weights_for(row, checkpoints)
             backbone = weights_for(row, backbone_weights)
+            options = json.dumps(row.options, sort_keys=True, default=str)  # builder keywords: part of the model's identity
             for seed in seeds if seeds is not None else (suite.seeds or [0]):
-                identity = (row.model, suite.task, source, train, seed, str(checkpoint), str(backbone))
+                identity = (row.model, options, suite.task, source, train, seed, str(checkpoint), str(backbone))
                 if identity not in pipelines:
                     pipelines[identity] = Pipeline(
-                        row.model, source, train, budget, seed, checkpoint=checkpoint, backbone_weights=backbone,
+                        row.model, source, train, budget, seed, options=row.options, checkpoint=checkpoint, backbone_weights=backbone,
                         train_model=checkpoint is None, device=device, progress=progress, runner=runner,
                     )
                 entries.append(Entry(suite, row, seed, source, budget, train, tuple(size), tuple(stated) if stated else None,
@@ -242,10 +257,8 @@ def run_all(
     progress = progress and main
     results = Path(results).resolve()
     out_dir = Path(out_dir) if out_dir else results.parent
+    chosen = chosen_suites(suites, budget)  # first: a bad suite file stops the run before the store is created
     store = ResultsStore(results) if main else None  # only rank 0 touches the store
-    chosen = load_suites(suites)
-    if not suites:  # the default run: the paper tables (comparison suites run when named by --suite)
-        chosen = [suite for suite in chosen if not suite.is_comparison]
     budget, data = resolve_defaults(chosen, budget, data)
     with distributed.main_first():  # rank 0 generates the synthetic data, the others then find it
         sources = resolve_data(data, progress=progress)
@@ -268,7 +281,7 @@ def run_all(
     for entry in pending:
         groups.setdefault(entry.training_key, []).append(entry)
     if main:
-        random_init_warning(sum(g[0].pipeline.train_model and g[0].pipeline.random_init for g in groups.values()), budget)
+        random_init_warning(sum(g[0].pipeline.trains([e.evaluation for e in g]) and g[0].pipeline.random_init for g in groups.values()), budget)
     if launcher == "local":
         from alignbench.bench.train import per_rank_batch
 
@@ -310,7 +323,7 @@ def run_all(
 def write_resolved_config(path: Path, entries: list[Entry], budget: str, data: list[str], seeds: list[int] | None,
                           overrides: Overrides) -> None:
     """What this run runs, after budget, overrides and suite defaults (atomically, beside the results): per suite
-    its rows with their model, resolved recipe and seeds; the budget, data, overrides and loaded plugins."""
+    its rows with their model, builder options, resolved recipe and seeds; the budget, data, overrides and loaded plugins."""
     import os
 
     from alignbench.bench.io import write_json_atomic
@@ -320,14 +333,42 @@ def write_resolved_config(path: Path, entries: list[Entry], budget: str, data: l
     for entry in entries:
         suite = suites.setdefault(entry.suite.name, {"file": str(entry.suite.path), "task": entry.suite.task, "recipe": entry.suite.recipe,
                                                      "metrics": list(entry.suite.metrics), "baseline": entry.suite.baseline_row, "rows": {}})
-        row = suite["rows"].setdefault(entry.row.row, {"model": entry.row.model, "train": entry.train.to_json(), "seeds": [],
-                                                       "input_size": list(entry.input_size), "config_hashes": {}})
+        row = suite["rows"].setdefault(entry.row.row, {"model": entry.row.model, "options": entry.row.options, "train": entry.train.to_json(),
+                                                       "seeds": [], "input_size": list(entry.input_size), "config_hashes": {}})
         row["seeds"].append(entry.seed)
         row["config_hashes"][str(entry.seed)] = entry.config_hash
     plugins = [spec for spec in os.environ.get(ENVIRONMENT_VARIABLE, "").split(os.pathsep) if spec.strip()]
     budget_used = entries[0].budget if entries else get_budget(budget)
     write_json_atomic(path, {"budget": asdict(budget_used), "data": sorted({x.source.description for x in entries}) or data,
                              "seeds": seeds, "overrides": overrides.to_json(), "plugins": plugins, "suites": suites})
+
+
+MINIATURE_SUITE = "miniature_alignment_r18"  # the default run's comparison (docs/miniature_protocol.md)
+
+
+def default_run_suites() -> list[Suite]:
+    """The default run (`alignbench run-all` without --suite or --budget): the miniature protocol's suite with all
+    its metrics, then every paper suite restricted to its params / GMACs columns (the vocabulary's "complexity"
+    evaluator) and titled so; paper suites without such columns are left out. Those rows measure nothing that
+    needs training (bench.pipeline.needs_trained_model), so only the miniature suite trains."""
+    suites = load_suites()
+    chosen = [suite for suite in suites if suite.name == MINIATURE_SUITE]
+    for suite in suites:
+        counted = tuple(metric for metric in suite.metrics if METRICS[metric].evaluator == "complexity")
+        if not suite.is_comparison and counted:
+            measured = ", ".join(METRICS[metric].label for metric in counted)
+            chosen.append(replace(suite, metrics=counted, title=f"{suite.title} (fidelity pass: {measured} only)"))
+    return chosen
+
+
+def chosen_suites(names: list[str] | None, budget: str | None) -> list[Suite]:
+    """The suites a run-all runs (module docstring): the named ones; else with no budget (or the miniature
+    protocol's) the default run; else, under an explicit smoke / short / paper budget, the paper suites."""
+    if names:
+        return load_suites(names)
+    if budget in (None, "miniature"):
+        return default_run_suites()
+    return [suite for suite in load_suites() if not suite.is_comparison]
 
 
 def resolve_defaults(suites: list[Suite], budget: str | None, data: list[str] | None) -> tuple[str, list[str]]:
@@ -438,7 +479,7 @@ def _submit_groups(
     if not groups:
         return
     _prepare_shared_data(groups, sources)
-    data = ["synthetic" if s.kind == "synthetic" else f"{s.kind}={s.root}" for s in sources]
+    data = [s.spec for s in sources]
     suites = [str(Path(name).resolve()) if name.endswith((".yaml", ".yml")) else name for name in arguments.pop("suites") or []]
     jobs = []
     with executor.batch():

@@ -15,6 +15,7 @@ A paper suite mirrors one table of a paper:
       - {row: fpn_r50, model: pointrend_fpn_r50}
       - {row: fapn_r50, model: pointrend_fapn_r50, train: {iterations: 90000}, input_size: [1024, 2048]}
       - {row: fapn_r101, model: pointrend_fapn_r101, checkpoint: weights/fapn_r101.pth}  # evaluated, not trained
+      - {row: small, model: semantic_fpn_fpn_r18, options: {neck_channels: 64, head_channels: 64}}  # builder keywords
 
 A comparison suite has no paper and no table: arbitrary rows (any registered or composed model, e.g. a
 plugin's `semantic_fpn_myneck_r18`), a baseline row, and defaults for seeds, budget and data that the
@@ -35,8 +36,12 @@ command line overrides (bench/suites/compare_alignment_r18.yaml is the template)
 
 Each row names a registered model; the data come from `run-all --data` (else the suite's `data`), the budget
 from `--budget` (else the suite's). A row's `checkpoint` (a path, relative to the suite file's folder) holds
-trained weights: the row is evaluated with them instead of trained. Fields and types are checked with pydantic
-before anything runs; every error names the file, the line and the field, and exits with status 2.
+trained weights: the row is evaluated with them instead of trained. A row's `options` are keywords of its model's
+builder (`alignbench.models.build(model, **options)`, e.g. the channel widths of the miniature protocol's
+64-channel necks); they are part of the row's model identity, training key and config hash, and params / GMACs
+are counted with them. Fields and types are checked with pydantic before anything runs, and a row's options by
+building its model on the meta device (no memory, no weights); every error names the file, the line and the
+field, and exits with status 2.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class SuiteRow:
     input_size: tuple[int, int] | None = None  # for params / GMACs / speed (default: the model's)
     note: str = ""
     checkpoint: Path | None = None  # trained weights to evaluate instead of training
+    options: dict = field(default_factory=dict)  # builder keywords of the row's model (models.build)
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,11 @@ class Suite:
                                  ours=False, text="", values={}))
         from alignbench.metrics.vocabulary import METRICS
 
-        columns = tuple(PaperColumn(key=metric, header=METRICS[metric].label) for metric in self.metrics)
+        def header(metric: str) -> str:  # the unit of counts and times: "params (M)", "latency (ms)"
+            entry = METRICS[metric]
+            return f"{entry.label} ({entry.unit})" if entry.unit in ("M", "ms") else entry.label
+
+        columns = tuple(PaperColumn(key=metric, header=header(metric)) for metric in self.metrics)
         return PaperTable(paper="", id=self.name, caption=self.title, dataset="", columns=columns, rows=tuple(rows),
                           source=str(self.path))
 
@@ -130,6 +140,7 @@ class _RowSchema(_Schema):
     train: dict[str, Any] | None = None
     input_size: list[int] | None = Field(default=None, min_length=2, max_length=2)
     checkpoint: str | None = None
+    options: dict[str, Any] | None = None
     note: str = ""
 
 
@@ -242,6 +253,35 @@ def _train_overrides(doc: _Located, where: tuple, train: dict) -> dict:
     return checked
 
 
+# keywords a row's `options` may not set: the weights have their own fields, the class count comes from the data
+_NOT_ROW_OPTIONS = {"checkpoint": "the row's `checkpoint:` or --checkpoint", "backbone_weights": "--backbone-weights",
+                    "num_classes": "the data"}
+
+
+def _builder_options(doc: _Located, where: tuple, row_key: str, model: str, options: dict) -> dict:
+    """A row's builder keywords, checked against its model's builder: the names against its signature, the
+    values by building the model on the meta device (no memory, no weights), so that nothing trains first."""
+    import torch
+
+    from alignbench import models
+
+    accepted = models.builder_options(model)
+    for key in options:
+        if key in _NOT_ROW_OPTIONS:
+            raise doc.error(where + (key,), f"row {row_key!r}: not a row option (set by {_NOT_ROW_OPTIONS[key]})")
+        if key not in accepted:
+            known = ", ".join(sorted(accepted - set(_NOT_ROW_OPTIONS)))
+            raise doc.error(where + (key,), f"row {row_key!r}: unknown option of model {model!r} (known: {known})")
+    if options:
+        try:
+            with torch.device("meta"):
+                models.build(model, **options)
+        except (TypeError, ValueError, AssertionError, RuntimeError) as error:  # the builder's own check of a value
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise doc.error(where, f"row {row_key!r}: model {model!r} cannot be built with {options} ({message})") from None
+    return dict(options)
+
+
 def load_suite(path: str | Path) -> Suite:
     """Parse and validate one suite file against the schema, the registry, the recipes and the paper numbers."""
     from alignbench import models
@@ -321,7 +361,8 @@ def load_suite(path: str | Path) -> Suite:
             checkpoint = (path.parent / Path(row.checkpoint).expanduser()).resolve()  # relative: to the suite file's folder
             if not checkpoint.is_file():
                 raise doc.error(where + ("checkpoint",), f"{checkpoint}: file not found")
-        rows.append(SuiteRow(key, row.model, train, tuple(row.input_size) if row.input_size else None, row.note, checkpoint))
+        options = _builder_options(doc, where + ("options",), key, row.model, row.options or {})
+        rows.append(SuiteRow(key, row.model, train, tuple(row.input_size) if row.input_size else None, row.note, checkpoint, options))
     if comparison:
         if spec.baseline is None:
             raise doc.error((), "missing field 'baseline' (the row the others are compared with)")

@@ -31,32 +31,35 @@ class DataSource:
     kind: str  # synthetic | cityscapes | coco
     root: Path
     description: str  # provenance: what the numbers were measured on
+    spec: str = ""  # the `--data` value that names it again (e.g. "synthetic-miniature", "cityscapes=/abs/path")
 
     def supports(self, task: str) -> bool:
         return task in TASKS_OF_KIND[self.kind]
 
 
 def resolve_data(specs: list[str], progress: bool = False) -> list[DataSource]:
-    """'synthetic' (generated into the cache when absent), 'cityscapes=PATH', 'coco=PATH'."""
+    """A synthetic preset by name (bench.data.synthetic.SYNTHETIC_PRESETS: 'synthetic', 'synthetic-miniature';
+    generated into the cache when absent), 'cityscapes=PATH' or 'coco=PATH'."""
     from alignbench.bench.data.cache import ensure_synthetic
-    from alignbench.bench.data.synthetic import SynthSpec
+    from alignbench.bench.data.synthetic import SYNTHETIC_PRESETS
 
     sources = []
     for spec in specs:
         kind, _, path = spec.partition("=")
-        if kind == "synthetic" and not path:
-            synth = SynthSpec()
+        if kind in SYNTHETIC_PRESETS and not path:
+            synth = SYNTHETIC_PRESETS[kind]
             root = ensure_synthetic(synth, progress=progress)
             digest = hashlib.sha1(json.dumps(synth.to_json(), sort_keys=True).encode()).hexdigest()[:10]
             sources.append(DataSource("synthetic", root, f"synthetic {synth.size[0]}x{synth.size[1]} "
-                                      f"({synth.n_train} train / {synth.n_val} val, seed {synth.seed}, {digest})"))
+                                      f"({synth.n_train} train / {synth.n_val} val, seed {synth.seed}, {digest})", kind))
         elif kind in ("cityscapes", "coco") and path:
             root = Path(path).expanduser().resolve()
             if not root.is_dir():
                 raise UserError(f"--data {spec}: folder {root} not found")
-            sources.append(DataSource(kind, root, f"{kind} at {root} ({ground_truth_fingerprint(kind, root)})"))
+            sources.append(DataSource(kind, root, f"{kind} at {root} ({ground_truth_fingerprint(kind, root)})", f"{kind}={root}"))
         else:
-            raise UserError(f"--data: expected 'synthetic', 'cityscapes=PATH' or 'coco=PATH', got {spec!r}")
+            presets = ", ".join(f"'{name}'" for name in SYNTHETIC_PRESETS)
+            raise UserError(f"--data: expected {presets}, 'cityscapes=PATH' or 'coco=PATH', got {spec!r}")
     return sources
 
 

@@ -5,6 +5,9 @@ parentheses as the papers print them, the best measured value in bold, and a foo
 budget, device, seeds, the code that made the numbers (package version, git commit and each row's model
 definition fingerprint) and the definitions (boundary bands, GMACs). With several seeds a cell shows the
 mean and the spread (population standard deviation). Results superseded by ones of newer code are left out.
+A paper suite measured for params / GMACs only (the default run's fidelity pass) is a fidelity table: the counts
+beside the paper's with the gap, and "—" with a footnote for any accuracy column it shows. The summary at the top
+says what was run and, per comparison suite, whether each row beats the baseline with 95% confidence.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class SuiteResults:
     record_ids: dict[tuple[str, int], int] = field(default_factory=dict)  # (row, seed) -> results store id
     statistics: dict[str, dict[int, dict]] = field(default_factory=dict)  # row -> seed -> per-image arrays
     class_iou_by_seed: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)  # the `--set KEY=VALUE` values the records were made with
 
     def runs(self, key: str) -> list[dict]:
         """The per-image statistics of a row, one per seed of the suite (empty unless every seed has them)."""
@@ -74,6 +78,8 @@ HIDDEN_ACCURACY_FOOTNOTE = (
     "—: accuracy was measured under the {budget} budget, which exercises the pipeline and says nothing about "
     "accuracy, so it is not shown; nothing is bolded and no improvement is computed. The params / GMACs "
     "columns are real measurements.")
+NOT_MEASURED_FOOTNOTE = (
+    "—: not measured in the default run (params/GMACs only); `--budget short|paper` trains and measures accuracy.")
 GAP_LIMIT_PERCENT = 5.0
 GAP_FOOTNOTE = (
     "Gap: our params / GMACs relative to the paper's, (ours - paper) / paper. ⚑ marks gaps over 5%; their "
@@ -134,7 +140,13 @@ def collect(records: Sequence, suite_name: str, budget: str | None) -> SuiteResu
         by_seed={row: dict(metrics) for row, metrics in by_seed.items()},
         record_ids={key: record.id for key, record in latest.items() if record.id is not None},
         class_iou_by_seed=dict(class_iou_by_seed),
+        overrides=sorted({f"{key}={_override_text(value)}" for record in records_used
+                          for part in (record.config or {}).get("overrides", {}).values() for key, value in part.items()}),
     )
+
+
+def _override_text(value) -> str:
+    return "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _mean(values: list[float] | None, metric: str) -> float | None:
@@ -180,14 +192,19 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     cost_metrics = {m for m in suite.metrics if METRICS[m].evaluator in ("complexity", "speed")}
     accuracy_metrics = set(suite.metrics) - cost_metrics
     hidden = set() if results.accuracy_shown else accuracy_metrics  # no result: shown as "—"
+    # accuracy no row has a value for, in a run that measured something (params / GMACs only): "—" with a footnote
+    measured_something = any(results.values.values())
+    unmeasured = {m for m in accuracy_metrics - hidden if measured_something and not any(results.values.get(key, {}).get(m) for key in keys)}
     gap_metrics = [m for m in suite.metrics if m in cost_metrics and METRICS[m].evaluator == "complexity"]
+    timed_on = device_kind(results.devices)
     header = ["method"] + (["backbone"] if has_backbone else [])
     for metric in suite.metrics:
         name = headers.get(metric, metric)
+        ours = f"{timed_on} {name}" if METRICS[metric].evaluator == "speed" and timed_on else name  # e.g. "CPU latency (ms)"
         if comparison:
-            header += [name]
+            header += [ours]
         else:
-            header += [f"{name} ours", f"{name} paper"] + ([f"{name} gap"] if metric in gap_metrics else [])
+            header += [f"{ours} ours", f"{name} paper"] + ([f"{name} gap"] if metric in gap_metrics else [])
     reference = suite.compare.get("reference")  # FaPN style: (reference - row) on every row
     baseline = suite.compare.get("baseline")  # SFNet / FPT style: (row - baseline), none on the baseline
     measured_means = {key: {m: _mean(results.values.get(key, {}).get(m), m) for m in suite.metrics} for key in keys}
@@ -219,7 +236,7 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
             elif baseline and key != baseline:
                 measured += " " + signed(_difference(measured_means[key][metric], measured_means[baseline][metric]), metric) + dagger(key, metric)
                 paper_shown += " " + signed(_difference(paper_value, paper_values[baseline][metric]), metric)
-            if metric in hidden and measured.strip() != "-":
+            if metric in hidden and measured.strip() != "-" or metric in unmeasured:
                 measured = NOT_A_RESULT
             cells.append(Cell(measured.strip(), bold=best[metric] == index))
             if not comparison:
@@ -239,15 +256,23 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     seeds_note = "; mean±std over seeds" if len(results.seeds) > 1 else ""
     notes = [] if comparison else [
         f"Paper: {suite.paper} {suite.table} ({paper.caption})" if getattr(paper, "caption", "") else f"Paper: {suite.paper} {suite.table}"]
-    notes.append(
-        f"Ours: data {', '.join(results.data) or 'none yet'}; budget {results.budget or '-'}"
-        + (f" ({budget_note})" if budget_note else "")
-        + f"; device {', '.join(results.devices) or '-'}; seeds {', '.join(map(str, results.seeds)) or '-'}"
-        + seeds_note
-        + (". Bold: significantly best accuracy (see below)." if accuracy_metrics - hidden else ".")
-    )
+    counted_only = _measured_metrics(results) and all(METRICS[m].evaluator == "complexity" for m in _measured_metrics(results))
+    if counted_only:  # the fidelity pass: no data, budget or seed went into these numbers
+        notes.append(f"Ours: counted from the models' definitions (nothing trained or evaluated); "
+                     f"device {', '.join(results.devices) or '-'}.")
+    else:
+        notes.append(
+            f"Ours: data {', '.join(results.data) or 'none yet'}; budget {results.budget or '-'}"
+            + (f" ({budget_note})" if budget_note else "")
+            + f"; device {', '.join(results.devices) or '-'}; seeds {', '.join(map(str, results.seeds)) or '-'}"
+            + seeds_note
+            + (f"; overrides --set {', '.join(results.overrides)}" if results.overrides else "")
+            + (". Bold: significantly best accuracy (see below)." if accuracy_metrics - hidden - unmeasured else ".")
+        )
     if hidden & set(suite.metrics):
         notes.append(HIDDEN_ACCURACY_FOOTNOTE.format(budget=results.budget))
+    if unmeasured:
+        notes.append(NOT_MEASURED_FOOTNOTE)
     if gap_metrics and not comparison:
         notes.append(GAP_FOOTNOTE)
     if reference:
@@ -255,7 +280,7 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     if baseline:
         gain = "" if comparison else " (the paper's gain over its baseline)"
         notes.append(f"Parentheses: the row minus {paper_rows[baseline].method}{gain}.")
-    if reference or baseline:
+    if (reference or baseline) and any(significance.supports(m) for m in accuracy_metrics - hidden - unmeasured):
         images = next((len(run[0]["index"]) for run in (results.runs(k) for k in keys) if run), "?")
         notes.append(significance.METHOD_FOOTNOTE.format(baseline=paper_rows[reference or baseline].method, images=images))
     if any(METRICS[m].evaluator == "boundary" for m in suite.metrics):
@@ -309,12 +334,13 @@ def difference_table(suite, paper, results: SuiteResults) -> Table | None:
 
 
 def class_iou_table(suite, paper, results: SuiteResults) -> Table | None:
-    """Per-class IoU (%) of each measured semantic row (mean over seeds), classes as columns."""
+    """Per-class IoU (%) of each measured semantic row (mean over seeds), classes as columns in Cityscapes order."""
     keys = [row.row for row in suite.rows if results.class_iou_by_seed.get(row.row)]
     if not keys:
         return None
     paper_rows = {row.key: row for row in paper.rows}
-    classes = list(next(iter(results.class_iou_by_seed[keys[0]].values())))
+    stored = set(next(iter(results.class_iou_by_seed[keys[0]].values())))  # stored with sorted keys: alphabetical
+    classes = [name for name in CITYSCAPES_CLASSES if name in stored] + sorted(stored - set(CITYSCAPES_CLASSES))
     rows = []
     for key in keys:
         per_seed = results.class_iou_by_seed[key].values()
@@ -325,6 +351,15 @@ def class_iou_table(suite, paper, results: SuiteResults) -> Table | None:
         rows.append(cells)
     return Table(title=f"{suite.title}: per-class IoU (%)", header=["method", *classes], rows=rows,
                  footnotes=["Class IoU on the evaluation images (cityscapesscripts' definition), mean over seeds."])
+
+
+def device_kind(devices: Sequence[str]) -> str:
+    """"CPU" or "GPU" when every record was measured on that kind of device ("cpu", "cuda:0"), else ""."""
+    if devices and all(device.startswith("cpu") for device in devices):
+        return "CPU"
+    if devices and all(device.startswith("cuda") for device in devices):
+        return "GPU"
+    return ""
 
 
 def row_labels(rows) -> dict[str, str]:
@@ -387,6 +422,9 @@ def band_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | 
         published = [paper_rows[row.row].values.get(f"band_{w}") for w in widths]
         if all(v is not None for v in published):
             axis.plot(widths, published, "s--", color=colour, alpha=0.6, label=f"{label} (paper)")
+    if not axis.lines:  # nothing measured and no paper curve: no figure
+        plt.close(figure)
+        return None
     axis.set_xlabel("band width (px)")
     axis.set_ylabel("boundary-band mIoU (%)")
     axis.set_xticks(widths)
@@ -504,18 +542,36 @@ th:first-child,td:first-child{text-align:left}tr.improvement td{color:#555;font-
 
 
 def report_summary(sections: Sequence[tuple]) -> list[str]:
-    """What the report holds, in a few lines for its top: what was run, on what data and devices, and what
-    its accuracy numbers can and cannot say."""
-    measured = [(suite, results) for suite, _, results, _ in sections if results.values]
+    """What the report holds, in a few lines for its top: what was run (each comparison suite's rows, seeds, data
+    and budget; the fidelity pass over the paper tables), on what data and devices, and what its accuracy
+    numbers can and cannot say. `verdict_tables` follow it: which claims held with 95% confidence."""
+    measured = [(suite, paper, results) for suite, paper, results, _ in sections if results.values]
     if not measured:
         return ["No results in the store yet: every table shows the papers' numbers only."]
-    budgets = sorted({results.budget for _, results in measured if results.budget})
-    data = sorted({d for _, results in measured for d in results.data})
-    devices = sorted({d for _, results in measured for d in results.devices})
-    seeds = sorted({s for _, results in measured for s in results.seeds})
+    budgets = sorted({results.budget for _, _, results in measured if results.budget})
+    data = sorted({d for _, _, results in measured for d in results.data})
+    devices = sorted({d for _, _, results in measured for d in results.devices})
+    seeds = sorted({s for _, _, results in measured for s in results.seeds})
     lines = [f"Run: {len(measured)} of {len(sections)} suites have results; budget {', '.join(budgets)}; "
              f"data {', '.join(data)}; devices {', '.join(devices)}; seeds {', '.join(map(str, seeds))}."]
-    hidden = [suite.name for suite, results in measured if not results.accuracy_shown]
+    for suite, paper, results in measured:
+        if getattr(suite, "is_comparison", False):
+            labels = row_labels(paper.rows)
+            rows = ", ".join(f"{labels[row.row]} (`{row.model}`)" for row in suite.rows if row.row in results.values)
+            lines.append(f"{suite.title}: {rows}; seeds {', '.join(map(str, results.seeds))}; data {', '.join(results.data)}; "
+                         f"budget {results.budget}" + (f" with --set {', '.join(results.overrides)}" if results.overrides else "")
+                         + f"; device {', '.join(results.devices)}. Claims against the baseline: "
+                         + ("the table below." if results.accuracy_shown else
+                            f"none (accuracy under the {results.budget} budget is no result)."))
+    fidelity = [(suite, paper, results) for suite, paper, results in measured if not getattr(suite, "is_comparison", False)
+                and _measured_metrics(results) and all(METRICS[m].evaluator == "complexity" for m in _measured_metrics(results))]
+    if fidelity:
+        rows = sum(len(results.values) for _, _, results in fidelity)
+        flagged = sum(_flagged_rows(suite, paper, results) for suite, paper, results in fidelity)
+        lines.append(f"Fidelity pass: {rows} paper rows of {len(fidelity)} paper tables, params / GMACs counted from the models' "
+                     f"definitions (no training, no accuracy, no speed) beside the papers' figures; {flagged} of these rows "
+                     f"differ from the paper by over {GAP_LIMIT_PERCENT:g}% (⚑, explained in docs/fidelity.md).")
+    hidden = [suite.name for suite, _, results in measured if not results.accuracy_shown]
     if hidden:
         lines.append(f"Accuracy: {len(hidden)} suites were run under a budget that says nothing about accuracy; their "
                      "accuracy cells show — and only their params, GMACs and latency are results.")
@@ -524,6 +580,54 @@ def report_summary(sections: Sequence[tuple]) -> list[str]:
     lines.append("Paper numbers are the papers' own (reports/paper); params / GMACs gaps over 5% are flagged ⚑ "
                  "and explained in docs/fidelity.md.")
     return lines
+
+
+def _measured_metrics(results: SuiteResults) -> set[str]:
+    """The vocabulary keys some row of `results` has a value for."""
+    return {metric for metrics in results.values.values() for metric, values in metrics.items() if values and metric in METRICS}
+
+
+def _flagged_rows(suite, paper, results: SuiteResults) -> int:
+    """Measured rows of a paper suite with a params / GMACs gap to the paper over GAP_LIMIT_PERCENT."""
+    paper_rows = {row.key: row for row in paper.rows}
+    counted = [m for m in suite.metrics if METRICS[m].evaluator == "complexity"]
+    return sum(any(gap_text(_mean(results.values[key].get(m), m), paper_rows[key].values.get(m)).endswith("⚑") for m in counted)
+               for key in results.values if key in paper_rows)
+
+
+def verdict_tables(sections: Sequence[tuple]) -> list[Table]:
+    """Per comparison suite measured under a budget whose accuracy is a result: does each row beat the baseline,
+    per accuracy metric (mIoU, each boundary band), with 95% confidence? "yes", "no (interval crosses 0)" or
+    "worse", from the paired bootstrap over the evaluation images (reports.significance, seeds averaged), whatever
+    the answer."""
+    from alignbench.reports import significance
+
+    tables = []
+    for suite, paper, results, _ in sections:
+        base = suite.compare.get("baseline")
+        if not getattr(suite, "is_comparison", False) or not results.accuracy_shown or base not in results.values:
+            continue
+        metrics = [m for m in suite.metrics if significance.supports(m)]
+        others = [row.row for row in suite.rows if row.row != base and row.row in results.values]
+        if not metrics or not others:
+            continue
+        labels = row_labels(paper.rows)
+        rows = []
+        for key in others:
+            cells = [Cell(labels[key])]
+            for metric in metrics:
+                interval = significance.difference(metric, results.runs(base), results.runs(key))
+                answer = significance.verdict(metric, interval)
+                shown = significance.interval_text(interval, METRICS[metric].digits).rstrip("†")
+                cells.append(Cell(answer if answer == "not measured" else f"{answer}: {shown}"))
+            rows.append(cells)
+        images = next((len(run[0]["index"]) for run in (results.runs(k) for k in [base, *others]) if run), "?")
+        notes = [f"Row minus {labels[base]} in points, 95% paired bootstrap interval over the {images} evaluation images "
+                 f"(1000 resamples, each scoring the mean over seeds {', '.join(map(str, results.seeds))}). yes: the whole "
+                 "interval is above 0; worse: below 0; no: it crosses 0."]
+        tables.append(Table(title=f"{suite.name}: does each row beat {labels[base]} with 95% confidence?",
+                            header=["row", *(METRICS[m].label for m in metrics)], rows=rows, footnotes=notes))
+    return tables
 
 
 def render_report(
@@ -537,13 +641,16 @@ def render_report(
     out_dir = Path(out_dir)
     figures_dir = out_dir / "figures"
     summary = report_summary(sections)
-    markdown = [f"# alignbench report\n\n{title_note}\n", "## Summary\n", *[f"- {line}" for line in summary], ""]
-    latex = [r"% alignbench report: \usepackage{booktabs}" + "\n"]
+    verdicts = verdict_tables(sections)
+    markdown = [f"# alignbench report\n\n{title_note}\n", "## Summary\n", *[f"- {line}" for line in summary], "",
+                *[to_markdown(table) for table in verdicts]]
+    latex = [r"% alignbench report: \usepackage{booktabs}" + "\n", *[to_latex(table) for table in verdicts]]
     contents_list = "".join(f'<li><a href="#{html_anchor(suite.title)}">{html_text(suite.title)}</a></li>'
                             for suite, *_ in sections)
     html_parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>alignbench report</title><style>{_HTML_STYLE}</style></head><body>",
                   f"<h1>alignbench report</h1><p>{html_text(title_note)}</p>",
                   "<h2>Summary</h2><ul>" + "".join(f"<li>{html_text(line)}</li>" for line in summary) + "</ul>",
+                  *[to_html(table) for table in verdicts],
                   f"<h2>Contents</h2><ol>{contents_list}</ol>"]
     for suite, paper, results, budget_note in sections:
         tables = [suite_table(suite, paper, results, budget_note)]

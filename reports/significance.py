@@ -132,6 +132,16 @@ def significantly_best(metric: str, runs: Mapping[str, Sequence[Mapping]]) -> st
     return None
 
 
+def verdict(metric: str, interval: stats.Interval | None) -> str:
+    """Whether a row beats the baseline on `metric` with the interval's confidence: "yes" (the whole interval on
+    the better side of zero), "worse" (on the worse side), "no (interval crosses 0)", or "not measured"."""
+    if interval is None or not interval.defined:
+        return "not measured"
+    better = interval.low > 0 if METRICS[metric].higher_is_better else interval.high < 0
+    worse = interval.high < 0 if METRICS[metric].higher_is_better else interval.low > 0
+    return "yes" if better else "worse" if worse else "no (interval crosses 0)"
+
+
 def interval_text(interval: stats.Interval | None, digits: int) -> str:
     """"+1.2 [0.4, 2.0]" (a dagger when the interval includes zero), "-" without one."""
     if interval is None or math.isnan(interval.estimate):

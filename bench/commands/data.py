@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
+
 from alignbench.bench.commands.common import image_size, non_negative_int, output_folder, seed
+
+
+def synthetic_preset(text: str) -> str:
+    """The name of a synthetic dataset preset (bench.data.synthetic.SYNTHETIC_PRESETS; imported only when given)."""
+    from alignbench.bench.data.synthetic import SYNTHETIC_PRESETS
+
+    if text not in SYNTHETIC_PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {text!r} (known: {', '.join(SYNTHETIC_PRESETS)})")
+    return text
 
 
 def register(subparsers) -> None:
@@ -10,11 +21,14 @@ def register(subparsers) -> None:
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
     synth = actions.add_parser("synth", help="write procedural street scenes in the exact Cityscapes layout")
     synth.add_argument("--out", type=output_folder, required=True, help="folder to write leftImg8bit/ and gtFine/ into")
-    synth.add_argument("--n-train", type=non_negative_int, default=24, help="training scenes (default 24)")
-    synth.add_argument("--n-val", type=non_negative_int, default=8, help="validation scenes (default 8)")
-    synth.add_argument("--size", type=image_size, default=(256, 512), help="HxW (default 256x512)")
-    synth.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
-    synth.add_argument("--density", type=float, default=1.0, help="how many things per scene, relative (default 1.0)")
+    synth.add_argument("--preset", type=synthetic_preset, default="synthetic",
+                       help="a named dataset, the options below change it (default 'synthetic': 24 train, 8 val, 256x512; "
+                       "'synthetic-miniature': the miniature protocol's 64 train, 16 val, 128x256)")
+    synth.add_argument("--n-train", type=non_negative_int, help="training scenes (default: the preset's)")
+    synth.add_argument("--n-val", type=non_negative_int, help="validation scenes (default: the preset's)")
+    synth.add_argument("--size", type=image_size, help="HxW (default: the preset's)")
+    synth.add_argument("--seed", type=seed, help="random seed (default: the preset's, 0)")
+    synth.add_argument("--density", type=float, help="how many things per scene, relative (default: the preset's, 1.0)")
     synth.add_argument("--overwrite", action="store_true", help="replace a different synthetic dataset in --out")
     synth.set_defaults(handler=run_synth)
 
@@ -32,16 +46,18 @@ def register(subparsers) -> None:
 
 
 def run_synth(args) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
     from alignbench.bench.data.cache import prepare_synthetic_folder
-    from alignbench.bench.data.synthetic import SynthSpec
+    from alignbench.bench.data.synthetic import SYNTHETIC_PRESETS
 
-    if not 0 < args.density <= 10:
+    if args.density is not None and not 0 < args.density <= 10:
         from alignbench.bench.errors import UserError
 
         raise UserError(f"--density must be in (0, 10], got {args.density}")
-    spec = SynthSpec(n_train=args.n_train, n_val=args.n_val, size=args.size, seed=args.seed, density=args.density)
+    given = {"n_train": args.n_train, "n_val": args.n_val, "size": args.size, "seed": args.seed, "density": args.density}
+    spec = replace(SYNTHETIC_PRESETS[args.preset], **{key: value for key, value in given.items() if value is not None})
     root = prepare_synthetic_folder(Path(args.out), spec, overwrite=args.overwrite)
     print(f"synthetic Cityscapes tree: {root} ({spec.n_train} train, {spec.n_val} val, {spec.size[0]}x{spec.size[1]})")
     return 0

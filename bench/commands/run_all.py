@@ -1,4 +1,7 @@
-"""`alignbench run-all`: every suite, trained and evaluated, into the results store, then the report.
+"""`alignbench run-all`: suites trained, evaluated and profiled into the results store, then the report.
+
+Without --suite and --budget it runs the miniature protocol and the params / GMACs fidelity pass of the paper
+tables; `--budget smoke|short|paper` runs every paper table instead (bench/runall.py says what runs when).
 
 Under torchrun (`torchrun --nproc-per-node N -m alignbench run-all ...`) the ranks train with DDP and share the
 evaluation; `--launcher slurm` submits the pending work as Slurm jobs instead (submitit).
@@ -46,17 +49,24 @@ def key_value(text: str) -> tuple[str, str]:
 def register(subparsers) -> None:
     run_all = subparsers.add_parser(
         "run-all",
-        help="run every suite (default: synthetic data, smoke budget, best device) and write the report",
-        description="Entries already complete in the results store are skipped: a re-run resumes. "
+        help="the main job: by default the miniature protocol and the paper tables' params / GMACs; write the report",
+        description="Without --suite and --budget: the miniature protocol (FPN, FaPN and SFNet necks in one ResNet-18 "
+        "scaffold, trained from scratch on small synthetic scenes, 3 seeds, compared with 95% confidence intervals; "
+        "docs/miniature_protocol.md) plus a fidelity pass over every paper table's params / GMACs columns, counted "
+        "without training. With --budget smoke|short|paper and no --suite: every paper table with all its metrics "
+        "(smoke: the pipeline check the tests use, its accuracy is no result). With --suite: those suites. "
+        "Entries already complete in the results store are skipped: a re-run resumes. "
         "Under torchrun the processes train with DDP and share the evaluation; --launcher slurm submits "
         "one Slurm job per pending training group instead.",
     )
-    run_all.add_argument("--suite", action="append", help="run only this suite (repeatable; see bench/suites/)")
+    run_all.add_argument("--suite", action="append", help="run only this suite (repeatable; see bench/suites/ and `alignbench suites`)")
     run_all.add_argument("--data", action="append",
-                         help="'synthetic' (default, or a comparison suite's data), 'cityscapes=PATH' or 'coco=PATH' (repeatable)")
+                         help="'synthetic', 'synthetic-miniature' (the default run's), 'cityscapes=PATH' or 'coco=PATH' (repeatable; "
+                         "default: the suites' stated data, else synthetic)")
     run_all.add_argument("--budget", type=budget_name,
-                         help="smoke (CPU minutes, default unless a comparison suite states one; a pipeline check), miniature "
-                              "(the laptop protocol, docs/miniature_protocol.md), short (GPU minutes) or paper")
+                         help="miniature (the default run: the laptop protocol, docs/miniature_protocol.md); smoke (CPU minutes, "
+                              "the pipeline check: every paper table, accuracy not a result), short (GPU minutes) or paper "
+                              "(these three run every paper table with all its metrics)")
     run_all.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
     run_all.add_argument("--results", type=store_file, default="alignbench-output/results.sqlite",
                          help="results database (default alignbench-output/results.sqlite)")

@@ -711,3 +711,13 @@ def read_synth_spec(root: Path) -> dict | None:
         return json.loads((Path(root) / "synth.json").read_text())
     except (OSError, ValueError):
         return None
+
+
+# --- presets: the named datasets of `--data NAME` and `alignbench data synth --preset NAME` ------------------
+
+#: "synthetic": the default scenes (256 x 512, 24 train / 8 val); "synthetic-miniature": the miniature
+#: protocol's (docs/miniature_protocol.md): 128 x 256, 64 train / 16 held-out val scenes, seed 0.
+SYNTHETIC_PRESETS: dict[str, SynthSpec] = {
+    "synthetic": SynthSpec(),
+    "synthetic-miniature": SynthSpec(n_train=64, n_val=16, size=(128, 256)),
+}
