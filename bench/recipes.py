@@ -38,10 +38,6 @@ class TrainConfig:
     amp: bool = True  # used on CUDA only
     checkpoint_every: int = 1000
     source: str = ""  # where the recipe comes from
-    # An exponential moving average of the weights (and BatchNorm statistics) with this decay per iteration,
-    # which becomes the trained weights at the end (None: the last iterate, as the papers train). Not a
-    # paper's: the miniature protocol's, to steady a few hundred iterations from scratch (less seed noise).
-    ema_decay: float | None = None
 
     def lr_at(self, iteration: int) -> float:
         """The learning rate of `iteration` (0-based), with linear warm-up."""
@@ -56,10 +52,7 @@ class TrainConfig:
         return lr
 
     def to_json(self) -> dict:
-        fields = asdict(self)
-        if self.ema_decay is None:  # the recipes without it keep the training keys they had before it existed
-            del fields["ema_decay"]
-        return fields
+        return asdict(self)
 
 
 RECIPES: dict[str, TrainConfig] = {

@@ -284,16 +284,6 @@ def make_optimizer(parameters: list[nn.Parameter], config: TrainConfig) -> torch
     raise ValueError(f"unknown optimizer {config.optimizer!r}")
 
 
-def _weight_average(model: nn.Module, config: TrainConfig):
-    """torch's AveragedModel keeping an exponential moving average of `model`'s weights and buffers (BatchNorm
-    statistics), or None when the recipe has no `ema_decay`."""
-    if config.ema_decay is None:
-        return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-
-
 def train(
     model: nn.Module,
     training_set: torch.utils.data.Dataset,
@@ -342,15 +332,12 @@ def train(
     optimizer = make_optimizer(parameters, config)
     use_amp = config.amp and torch_device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    average = _weight_average(model, config)
     start = 0
     if (checkpoint_dir / LAST).exists():
         state = load_checkpoint(checkpoint_dir / LAST, torch_device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        if average is not None:
-            average.load_state_dict(state["average"])
         start = int(state["iteration"])
         log.info("%s: resuming at iteration %d of %d", description, start, config.iterations)
     distributed.check_same_on_all_ranks(start, f"the iteration to resume from in {checkpoint_dir}")
@@ -393,8 +380,6 @@ def train(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        if average is not None:
-            average.update_parameters(model)
         last_loss = mean_loss.item()
         if training_log is not None:
             now = time.perf_counter()
@@ -406,15 +391,12 @@ def train(
         if done < config.iterations and done % config.checkpoint_every == 0 and rank == 0:
             save_atomic(
                 {"iteration": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scaler": scaler.state_dict(), "config": config.to_json(),
-                 **({"average": average.state_dict()} if average is not None else {})},
+                 "scaler": scaler.state_dict(), "config": config.to_json()},
                 checkpoint_dir / LAST,
             )
     bar.close()
     if training_log is not None:
         training_log.close()
-    if average is not None:  # the average is the trained model (every rank holds the same one)
-        model.load_state_dict(average.module.state_dict())
     if rank == 0:
         save_atomic({"iteration": config.iterations, "model": model.state_dict(), "config": config.to_json()}, checkpoint_dir / FINAL)
         (checkpoint_dir / LAST).unlink(missing_ok=True)
