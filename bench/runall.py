@@ -234,11 +234,13 @@ def run_all(
     checkpoints: Mapping[str, Path | str] | None = None,
     backbone_weights: Mapping[str, Path | str] | None = None,
     overrides: Overrides = NO_OVERRIDES,
+    workers: int = 1,
 ) -> RunSummary:
     """Plan, skip what is done, train and evaluate the rest (here, or in Slurm jobs), write the report.
 
     `training_keys` restricts the run to those training groups (what one Slurm job runs). `checkpoints` and
-    `backbone_weights` map a model name, or "*" for every row, to a weights file (see `plan`).
+    `backbone_weights` map a model name, or "*" for every row, to a weights file (see `plan`). `workers` > 1
+    (local launcher, one process): the groups run in that many worker processes (`_run_in_workers`).
     """
     from tqdm import tqdm
 
@@ -294,6 +296,13 @@ def run_all(
                        checkpoints=_as_strings(checkpoints), backbone_weights=_as_strings(backbone_weights))
         if not (slurm or SlurmOptions()).wait:
             report = False
+    elif workers > 1 and len(groups) > 1 and not distributed.is_distributed():
+        store.close()
+        _prepare_shared_data(groups, sources)
+        _run_in_workers(min(workers, len(groups)), summary, dict(
+            suites=suites, data=data, budget=budget, device=requested_device, results=results, seeds=seeds,
+            overrides=overrides, training_keys=training_keys, checkpoints=_as_strings(checkpoints),
+            backbone_weights=_as_strings(backbone_weights)))
     else:
         bar = tqdm(total=len(pending), desc="run-all", unit="entry", disable=not progress)
         checkpoint_root = results.parent / "checkpoints"
@@ -464,6 +473,49 @@ def _sigterm_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# --- worker processes on one machine ------------------------------------------------------------------------
+
+
+def default_workers(device: str | None) -> int:
+    """Worker processes for the default run on `device`: one per CPU core on a CPU (small models train faster as
+    parallel one-thread processes than as one process over all threads, which small convolutions split badly),
+    one on a GPU."""
+    import os
+
+    if (device or default_device()) != "cpu":
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _run_in_workers(workers: int, summary: RunSummary, arguments: dict) -> None:
+    """Run the plan in `workers` processes, each `run_all` over every pending group with its own share of the
+    CPU threads: the store's leases (`_run_under_leases`) hand each group to exactly one of them, the others
+    go on with other groups, so the work spreads without a scheduler. Their outcomes join `summary`."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, torch.get_num_threads() // workers)
+    log.info("running the pending groups in %d worker processes, %d thread(s) each", workers, threads)
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch thread pools or locks
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        jobs = [pool.submit(_worker, arguments, threads) for _ in range(workers)]
+        for job in jobs:
+            outcome = job.result()  # a worker's error (other than a model's, which it records) ends the run
+            summary.ran += outcome["ran"]
+            summary.failed.extend(outcome["failed"])
+
+
+def _worker(arguments: dict, threads: int) -> dict:
+    """One worker process of `_run_in_workers`: the user's plugins (ALIGNBENCH_PLUGINS, which the command line
+    exports to child processes), `threads` CPU threads, then `run_all`."""
+    from alignbench.bench.plugins import load_plugins
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(threads)
+    load_plugins(entry_points=True)
+    return asdict(run_all(**arguments, progress=False, report=False, launcher="local", workers=1))
 
 
 # --- Slurm ---------------------------------------------------------------------------------------------

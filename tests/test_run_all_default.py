@@ -152,9 +152,9 @@ def test_the_synthetic_miniature_preset(tmp_path, monkeypatch):
     asked = []
     monkeypatch.setattr(cache, "ensure_synthetic", lambda spec, progress=True: asked.append(spec) or tmp_path)
     (source,) = resolve_data(["synthetic-miniature"])
-    assert asked == [SynthSpec(n_train=64, n_val=16, size=(128, 256), seed=0)] == [SYNTHETIC_PRESETS["synthetic-miniature"]]
+    assert asked == [SynthSpec(n_train=128, n_val=64, size=(128, 256), seed=0)] == [SYNTHETIC_PRESETS["synthetic-miniature"]]
     assert source.kind == "synthetic" and source.spec == "synthetic-miniature"
-    assert source.description.startswith("synthetic 128x256 (64 train / 16 val, seed 0, ")
+    assert source.description.startswith("synthetic 128x256 (128 train / 64 val, seed 0, ")
     with pytest.raises(UserError, match="expected 'synthetic', 'synthetic-miniature', 'cityscapes=PATH'"):
         resolve_data(["synthetic-tiny"])
     # `data synth --preset`: the preset's size and seed, counts changed by the options

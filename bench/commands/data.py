@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     synth.add_argument("--out", type=output_folder, required=True, help="folder to write leftImg8bit/ and gtFine/ into")
     synth.add_argument("--preset", type=synthetic_preset, default="synthetic",
                        help="a named dataset, the options below change it (default 'synthetic': 24 train, 8 val, 256x512; "
-                       "'synthetic-miniature': the miniature protocol's 64 train, 16 val, 128x256)")
+                       "'synthetic-miniature': the miniature protocol's 128 train, 64 val, 128x256)")
     synth.add_argument("--n-train", type=non_negative_int, help="training scenes (default: the preset's)")
     synth.add_argument("--n-val", type=non_negative_int, help="validation scenes (default: the preset's)")
     synth.add_argument("--size", type=image_size, help="HxW (default: the preset's)")

@@ -80,6 +80,9 @@ def register(subparsers) -> None:
                          help="trained weights to evaluate instead of training: for MODEL's rows, or for every row (repeatable)")
     run_all.add_argument("--backbone-weights", action="append", metavar="[MODEL=]PATH",
                          help="ImageNet-pretrained backbone weights to train from: for MODEL's rows, or for every row (repeatable)")
+    run_all.add_argument("--workers", type=positive_int,
+                         help="processes that train and evaluate pending models side by side on this machine, sharing its CPU "
+                         "threads (default: one per CPU core for the default run on a CPU, else 1)")
     run_all.add_argument("--launcher", choices=("local", "slurm"), default="local",
                          help="local: run here (default; under torchrun: all its processes); slurm: submit jobs (needs submitit)")
     slurm = run_all.add_argument_group("Slurm (--launcher slurm)")
@@ -153,7 +156,7 @@ def run(args) -> int:
 
     from alignbench.bench import distributed
     from alignbench.bench.recipes import parse_overrides
-    from alignbench.bench.runall import run_all
+    from alignbench.bench.runall import default_workers, run_all
 
     slurm = slurm_options(args)
     overrides = parse_overrides(args.overrides)
@@ -173,6 +176,7 @@ def run(args) -> int:
         checkpoints=weights_map(args.checkpoint, "--checkpoint"),
         backbone_weights=weights_map(args.backbone_weights, "--backbone-weights"),
         overrides=overrides,
+        workers=args.workers or (default_workers(args.device) if not args.suite and args.budget is None else 1),
     )
     main = distributed.is_main()
     distributed.barrier()  # the other ranks wait for rank 0's report

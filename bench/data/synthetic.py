@@ -716,8 +716,8 @@ def read_synth_spec(root: Path) -> dict | None:
 # --- presets: the named datasets of `--data NAME` and `alignbench data synth --preset NAME` ------------------
 
 #: "synthetic": the default scenes (256 x 512, 24 train / 8 val); "synthetic-miniature": the miniature
-#: protocol's (docs/miniature_protocol.md): 128 x 256, 64 train / 16 held-out val scenes, seed 0.
+#: protocol's (docs/miniature_protocol.md): 128 x 256, 128 train / 64 held-out val scenes, seed 0.
 SYNTHETIC_PRESETS: dict[str, SynthSpec] = {
     "synthetic": SynthSpec(),
-    "synthetic-miniature": SynthSpec(n_train=64, n_val=16, size=(128, 256)),
+    "synthetic-miniature": SynthSpec(n_train=128, n_val=64, size=(128, 256)),
 }
