@@ -188,3 +188,22 @@ def test_results_store_keeps_one_row_per_entry(tmp_path):
         out = tmp_path / f"r.{fmt}"
         result = run_cli("results", "--results", database, "--format", fmt, "--out", out)
         assert result.returncode == 0 and out.stat().st_size > 0
+
+
+def test_worker_processes_share_the_groups_and_train_each_once(tmp_path, environment):
+    """`--workers 2`: two processes run the plan; the store's leases give each training group to one of them, every
+    entry is stored once, and the report is written at the end."""
+    suite = _suite_file(tmp_path)
+    database = tmp_path / "out" / "results.sqlite"
+    result = run_cli("run-all", "--suite", str(suite), "--budget", "smoke", "--workers", "2", "--seeds", "0,1",
+                     "--results", str(database), env=environment)
+    assert result.returncode == 0, result.stderr
+    assert "6 entries, 0 already complete, 6 run, 0 failed" in result.stdout
+    assert _count(database) == 6
+    with sqlite3.connect(database) as connection:
+        keys = connection.execute("SELECT suite, row, seed FROM results").fetchall()
+    assert len(set(keys)) == 6
+    training_logs = list((database.parent / "logs").glob("*.jsonl"))
+    assert len(training_logs) == 6  # one per training group: none trained twice (a second would reuse the name)
+    assert all(len(path.read_text().splitlines()) == 6 for path in training_logs)  # the smoke budget's 6 iterations, once
+    assert (database.parent / "report" / "report.md").is_file()

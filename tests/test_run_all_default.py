@@ -253,6 +253,13 @@ def test_the_summary_says_what_ran_and_whether_each_neck_beats_fpn(tmp_path):
     written = render_report(sections, tmp_path, "Results.", formats=("md",))
     text = written["md"].read_text()
     assert text.index("does each row beat FPN / Semantic FPN R18 with 95% confidence?") < text.index(f"### {miniature.title}\n")
+    # with per-seed scores the verdict also asks the per-seed differences: fapn better on both seeds by 10 and 14
+    # points (t interval +12 +- 25.4: crosses 0), so the images say yes and the seeds say no
+    results.by_seed = {"fpn": {"mIoU": {0: 0.60, 1: 0.60}}, "fapn": {"mIoU": {0: 0.70, 1: 0.74}}}  # fractions, shown in %
+    (verdicts,) = verdict_tables(sections)
+    fapn = _cells(verdicts, "FaPN / Semantic FPN R18")
+    assert fapn[1].startswith("yes: +") and "; over seeds no (interval crosses 0): +12.0 [" in fapn[1]
+    assert "over seeds" not in fapn[2]  # no per-seed band scores given: the image bootstrap alone
     # under the smoke budget accuracy is no result: no verdict
     results.accuracy_shown = False
     assert verdict_tables(sections) == []
