@@ -169,9 +169,10 @@ RUN_ALL_RESULTS = "alignbench-output/results.sqlite"  # where `alignbench run-al
 
 def protocol_source(suite: str = PROTOCOL_SUITE) -> DataSource:
     """The data a comparison suite trains and evaluates on (the miniature protocol's: synthetic-miniature)."""
-    from alignbench.bench.suites import load_suite
+    from alignbench.bench.suites import load_suites
 
-    return resolve_data(list(load_suite(suite).data or ["synthetic"]))[0]
+    (chosen,) = load_suites([suite])
+    return resolve_data(list(chosen.data or ["synthetic"]))[0]
 
 
 def protocol_model(
@@ -195,10 +196,10 @@ def protocol_model(
     from alignbench.bench.pipeline import Pipeline
     from alignbench.bench.recipes import apply_overrides, parse_overrides
     from alignbench.bench.recipes import budget as get_budget
-    from alignbench.bench.suites import load_suite
+    from alignbench.bench.suites import load_suites
     from alignbench.bench.train import FINAL
 
-    chosen = load_suite(suite)
+    (chosen,) = load_suites([suite])
     rows = {entry.row: entry for entry in chosen.rows}
     if row not in rows:
         raise UserError(f"row {row!r}: suite {chosen.name} has rows {', '.join(rows)}")
