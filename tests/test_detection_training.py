@@ -33,7 +33,7 @@ def coco_tree(tmp_path_factory):
 
 
 def _sgd(model):
-    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9, weight_decay=1e-4)
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.005, momentum=0.9, weight_decay=1e-4)
 
 
 def _train(model, images, targets, steps):

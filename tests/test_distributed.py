@@ -76,6 +76,7 @@ class OracleDetector(nn.Module):
             rng = np.random.default_rng(100 + index)
             n = len(sample.boxes)
             boxes = sample.boxes + rng.normal(0, 1.5, sample.boxes.shape).astype(np.float32)
+            boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 0.5)  # a detector's boxes: x2 > x1, y2 > y1 (jitter can flip a 4-px one)
             boxes = np.concatenate([boxes, [[2, 2, 20, 14]]]).astype(np.float32)
             labels = np.concatenate([sample.labels, [1]])
             scores = rng.random(n + 1).astype(np.float32)
