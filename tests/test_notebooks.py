@@ -24,6 +24,8 @@ from alignbench_test_helpers import REPO_ROOT
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
+from alignbench.bench.errors import UserError
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 KERNEL_NAME = "alignbench-test"
@@ -83,6 +85,32 @@ def test_a_relative_store_path_is_the_repositorys_not_the_kernels(tmp_path, monk
     monkeypatch.chdir(tmp_path)  # a kernel runs in notebooks/ (or anywhere): the path must not depend on it
     assert nb.user_path("alignbench-output/results.sqlite") == REPO_ROOT / "alignbench-output" / "results.sqlite"
     assert nb.user_path(tmp_path / "x.sqlite") == tmp_path / "x.sqlite"
+
+
+def test_protocol_models_are_run_alls_weights_when_its_store_has_them(tmp_path, monkeypatch):
+    """The notebooks' protocol model is the very model run-all trained (same training key), loaded, not trained
+    again; another seed is not in that store and is trained into the notebook cache."""
+    from alignbench.bench import notebook as nb
+    from alignbench.bench import train as training
+    from alignbench.bench.recipes import parse_overrides
+    from alignbench.bench.runall import run_all
+
+    monkeypatch.setenv("ALIGNBENCH_CACHE", str(tmp_path / "cache"))
+    quick = {"iterations": 2, "batch_size": 2}
+    results = tmp_path / "out" / "results.sqlite"
+    summary = run_all(suites=["miniature_alignment_r18"], seeds=[0], results=results, progress=False, report=False,
+                      overrides=parse_overrides([f"{key}={value}" for key, value in quick.items()]))
+    assert summary.ran == 3 and not summary.failed
+    calls = []
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: calls.append(args[4]) or real_train(*args, **kwargs))
+    model = nb.protocol_model("fapn", seed=0, results=results, overrides=quick)
+    assert calls == [next((results.parent / "checkpoints").glob("semantic_fpn_fapn_r18-*"))]  # loaded from run-all's final.pt
+    assert model.training is False
+    nb.protocol_model("fapn", seed=1, results=results, overrides=quick)
+    assert calls[-1].parent == tmp_path / "cache" / "notebooks"  # not in the store: trained in the cache
+    with pytest.raises(UserError, match="row 'nope': suite miniature_alignment_r18 has rows fpn, fapn, sfnet"):
+        nb.protocol_model("nope", results=results)
 
 
 def test_per_image_scores_of_a_perfect_prediction(small_tree):
