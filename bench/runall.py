@@ -302,7 +302,7 @@ def run_all(
         _run_in_workers(min(workers, len(groups)), summary, dict(
             suites=suites, data=data, budget=budget, device=requested_device, results=results, seeds=seeds,
             overrides=overrides, training_keys=training_keys, checkpoints=_as_strings(checkpoints),
-            backbone_weights=_as_strings(backbone_weights)))
+            backbone_weights=_as_strings(backbone_weights)), progress)
     else:
         bar = tqdm(total=len(pending), desc="run-all", unit="entry", disable=not progress)
         checkpoint_root = results.parent / "checkpoints"
@@ -489,15 +489,17 @@ def default_workers(device: str | None) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _run_in_workers(workers: int, summary: RunSummary, arguments: dict) -> None:
+def _run_in_workers(workers: int, summary: RunSummary, arguments: dict, progress: bool = False) -> None:
     """Run the plan in `workers` processes, each `run_all` over every pending group with its own share of the
     CPU threads: the store's leases (`_run_under_leases`) hand each group to exactly one of them, the others
     go on with other groups, so the work spreads without a scheduler. Their outcomes join `summary`."""
     import multiprocessing
+    import sys
     from concurrent.futures import ProcessPoolExecutor
 
     threads = max(1, torch.get_num_threads() // workers)
-    log.info("running the pending groups in %d worker processes, %d thread(s) each", workers, threads)
+    if progress:
+        print(f"run-all: training and evaluating in {workers} worker processes, {threads} thread(s) each", file=sys.stderr)
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch thread pools or locks
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         jobs = [pool.submit(_worker, arguments, threads) for _ in range(workers)]
@@ -512,7 +514,9 @@ def _worker(arguments: dict, threads: int) -> dict:
     exports to child processes), `threads` CPU threads, then `run_all`."""
     from alignbench.bench.plugins import load_plugins
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # the leases' "put off" / "waiting for another process" lines are about sibling workers here: not for the user
+    logging.getLogger(__name__).setLevel(logging.ERROR)
     torch.set_num_threads(threads)
     load_plugins(entry_points=True)
     return asdict(run_all(**arguments, progress=False, report=False, launcher="local", workers=1))
