@@ -166,7 +166,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO], Any], binary: bo
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o666 & ~_umask())  # tempfile made it private; the result gets the usual permissions
+        os.chmod(handle.name, 0o666 & ~current_umask())  # tempfile made it private; the result gets the usual permissions
         os.replace(handle.name, path)
     except OSError as error:
         Path(handle.name).unlink(missing_ok=True)
@@ -176,7 +176,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO], Any], binary: bo
         raise
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -195,7 +195,7 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
 
 # --- staged folders ------------------------------------------------------------------------------------
 
-_STAGING_SUFFIX = ".partial"
+STAGING_SUFFIX = ".partial"
 
 
 @contextlib.contextmanager
@@ -217,14 +217,14 @@ def staged_folder(target: str | os.PathLike, last: str | None = None) -> Iterato
     place = target.resolve()  # a symbolic link's folder: staged beside it, on its file system
     try:
         place.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned_staging(place)
-        staging = Path(tempfile.mkdtemp(dir=place.parent, prefix=f".{place.name}.{_host_process()}.", suffix=_STAGING_SUFFIX))
+        remove_abandoned_staging(place)
+        staging = Path(tempfile.mkdtemp(dir=place.parent, prefix=f".{place.name}.{host_and_pid()}.", suffix=STAGING_SUFFIX))
     except OSError as error:
         raise UserError(f"{target}: cannot write ({error.strerror or error})") from None
     try:
         yield staging
-        staging.chmod(0o777 & ~_umask())  # mkdtemp made it private; the result gets the usual permissions
-        with _exclusive_lock(place.parent):
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp made it private; the result gets the usual permissions
+        with exclusive_lock(place.parent):
             _swap_into_place(staging, place, last)
     except OSError as error:
         raise UserError(f"{target}: cannot write ({error.strerror or error}); left as it was") from None
@@ -259,7 +259,7 @@ def _swap_into_place(staging: Path, target: Path, last: str | None) -> None:
 
 
 @contextlib.contextmanager
-def _exclusive_lock(folder: Path) -> Iterator[None]:
+def exclusive_lock(folder: Path) -> Iterator[None]:
     """fcntl.flock on `folder` itself (no lock file left behind); released when the descriptor closes."""
     descriptor = os.open(folder, os.O_RDONLY)
     try:
@@ -269,7 +269,7 @@ def _exclusive_lock(folder: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
-def _host_process() -> str:
+def host_and_pid() -> str:
     """Host name and process id, so that a killed process's staging folders can be recognised."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -290,11 +290,12 @@ def process_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _remove_abandoned_staging(target: Path) -> None:
-    """Remove the staging folders for `target` that a killed process of this host left behind."""
+def remove_abandoned_staging(target: Path, suffixes: tuple[str, ...] = (STAGING_SUFFIX,)) -> None:
+    """Remove the staging folders for `target` (named `.<target>.<host>-<pid>.*<suffix>`) that a killed process of
+    this host left behind."""
     prefix = f".{target.name}.{socket.gethostname()}-"
     for folder in target.parent.iterdir():
-        if not (folder.name.startswith(prefix) and folder.name.endswith(_STAGING_SUFFIX)):
+        if not (folder.name.startswith(prefix) and folder.name.endswith(suffixes)):
             continue
         pid_text = folder.name[len(prefix):].split(".", 1)[0]
         if pid_text.isdigit() and not process_alive(int(pid_text)):

@@ -10,24 +10,20 @@ under an exclusive file lock (fcntl), so a reader never sees the final folder re
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from alignbench.bench.data.synthetic import SynthSpec, read_synth_spec, write_dataset
 from alignbench.bench.errors import UserError
+from alignbench.bench.io import STAGING_SUFFIX, current_umask, exclusive_lock, host_and_pid, remove_abandoned_staging
 
 log = logging.getLogger(__name__)
 
-_STAGING_SUFFIX = ".partial"
 _GENERATED = {"leftImg8bit", "gtFine", "synth.json"}  # what write_dataset creates
 
 
@@ -88,8 +84,8 @@ def _generate_into_place(root: Path, spec: SynthSpec, progress: bool, replace) -
     """
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned_staging(root)
-        staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.{_owner()}.", suffix=_STAGING_SUFFIX))
+        remove_abandoned_staging(root, suffixes=(STAGING_SUFFIX, ".old"))
+        staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.{host_and_pid()}.", suffix=STAGING_SUFFIX))
     except OSError as error:
         raise UserError(f"{error.filename or root.parent}: cannot write ({error.strerror or error})") from None
     try:
@@ -97,8 +93,8 @@ def _generate_into_place(root: Path, spec: SynthSpec, progress: bool, replace) -
             write_dataset(staging, spec, progress=progress)
         except UserError as error:
             raise UserError(f"{root}: not generated, nothing left behind: {error}") from None
-        staging.chmod(0o777 & ~_umask())  # mkdtemp made it private; the dataset gets the usual permissions
-        with _exclusive_lock(root):
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp made it private; the dataset gets the usual permissions
+        with exclusive_lock(root.parent):
             found = read_synth_spec(root)
             if found == spec.to_json():
                 log.info("%s: generated meanwhile by another process; discarding this copy", root)
@@ -119,51 +115,8 @@ def _move_into_place(staging: Path, root: Path) -> None:
         raise UserError(f"{root}: exists and is not a folder; left untouched")
     old = None
     if root.exists():
-        old = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.{_owner()}.", suffix=".old"))
+        old = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.{host_and_pid()}.", suffix=".old"))
         os.replace(root, old / root.name)
     os.rename(staging, root)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _exclusive_lock(root: Path) -> Iterator[None]:
-    """An exclusive lock held while `root` is swapped: fcntl.flock on its parent folder (no lock file left behind)."""
-    descriptor = os.open(root.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)  # releases the lock
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _owner() -> str:
-    """Host name and process id, so that abandoned staging folders can be recognised."""
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _remove_abandoned_staging(root: Path) -> None:
-    """Remove the staging folders for `root` that a killed process of this host left behind."""
-    prefix = f".{root.name}.{socket.gethostname()}-"
-    for folder in root.parent.glob(f".{root.name}.*"):
-        if not folder.name.startswith(prefix) or not folder.name.endswith((_STAGING_SUFFIX, ".old")):
-            continue
-        pid_text = folder.name[len(prefix):].split(".", 1)[0]
-        if pid_text.isdigit() and not _process_alive(int(pid_text)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
