@@ -127,3 +127,33 @@ def interrupt_on_call(model, call: int) -> None:
         return original(*args, **kwargs)
 
     model.loss = failing_loss
+
+
+def to_detectron2_pyramid_rules(model, body: str, neck: str) -> list:
+    """(pattern, replacement) rules from our ResNet body (under `body`) and FPN / FaPN neck (under `neck`) to the
+    keys detectron2 and FaPN's code save them under: the tests write checkpoints in the authors' layout with them.
+    Written apart from alignbench.models.detectron2's own rules on purpose, so that a wrong mapping there fails."""
+    res = lambda m: f"backbone.bottom_up.res{int(m[1]) + 1}.{m[2]}"  # noqa: E731
+    if hasattr(model.neck, "top_lateral"):  # FaPN (EMI-Group/FaPN's fan_align* layers)
+        neck_rules = [
+            (rf"{neck}\.top_lateral\.(.+)", r"backbone.fan_align5.\1"),
+            (rf"{neck}\.lateral\.p(\d)\.attention\.(.+)", r"backbone.fan_align\1.lateral_conv.conv_atten.\2"),
+            (rf"{neck}\.lateral\.p(\d)\.reduce\.(.+)", r"backbone.fan_align\1.lateral_conv.conv.\2"),
+            (rf"{neck}\.align\.p(\d)\.offset\.(.+)", r"backbone.fan_align\1.offset.\2"),
+            (rf"{neck}\.align\.p(\d)\.dcn\.(.+)", r"backbone.fan_align\1.dcpack_L2.\2"),
+            (rf"{neck}\.output\.p(\d)\.(.+)", r"backbone.fpn_output\1.\2"),
+        ]
+    else:
+        neck_rules = [
+            (rf"{neck}\.lateral\.p(\d)\.(.+)", r"backbone.fpn_lateral\1.\2"),
+            (rf"{neck}\.output\.p(\d)\.0\.(.+)", r"backbone.fpn_output\1.\2"),
+        ]
+    return [
+        (rf"{body}\.conv1\.weight", "backbone.bottom_up.stem.conv1.weight"),
+        (rf"{body}\.bn1\.(.+)", r"backbone.bottom_up.stem.conv1.norm.\1"),
+        (rf"{body}\.layer(\d)\.(\d+)\.conv(\d)\.weight", lambda m: f"{res(m)}.conv{m[3]}.weight"),
+        (rf"{body}\.layer(\d)\.(\d+)\.bn(\d)\.(.+)", lambda m: f"{res(m)}.conv{m[3]}.norm.{m[4]}"),
+        (rf"{body}\.layer(\d)\.(\d+)\.downsample\.0\.weight", lambda m: f"{res(m)}.shortcut.weight"),
+        (rf"{body}\.layer(\d)\.(\d+)\.downsample\.1\.(.+)", lambda m: f"{res(m)}.shortcut.norm.{m[3]}"),
+        *neck_rules,
+    ]

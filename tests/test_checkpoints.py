@@ -12,6 +12,7 @@ import re
 
 import pytest
 import torch
+from alignbench_test_helpers import to_detectron2_pyramid_rules
 
 from alignbench import models
 from alignbench.models.backbones import ResNetBackbone
@@ -177,26 +178,8 @@ def _detectron2_rules(model) -> list:
         theirs = (conv // step) * (2 if step == 4 else 1)
         return f"sem_seg_head.coarse_sem_seg_head.{level}.{theirs}." + (rest if conv == index else f"norm.{rest}")
 
-    fapn = hasattr(model.neck, "top_lateral")
-    neck = [
-        (r"neck\.top_lateral\.(.+)", r"backbone.fan_align5.\1"),
-        (r"neck\.lateral\.p(\d)\.attention\.(.+)", r"backbone.fan_align\1.lateral_conv.conv_atten.\2"),
-        (r"neck\.lateral\.p(\d)\.reduce\.(.+)", r"backbone.fan_align\1.lateral_conv.conv.\2"),
-        (r"neck\.align\.p(\d)\.offset\.(.+)", r"backbone.fan_align\1.offset.\2"),
-        (r"neck\.align\.p(\d)\.dcn\.(.+)", r"backbone.fan_align\1.dcpack_L2.\2"),
-        (r"neck\.output\.p(\d)\.(.+)", r"backbone.fpn_output\1.\2"),
-    ] if fapn else [
-        (r"neck\.lateral\.p(\d)\.(.+)", r"backbone.fpn_lateral\1.\2"),
-        (r"neck\.output\.p(\d)\.0\.(.+)", r"backbone.fpn_output\1.\2"),
-    ]
     return [
-        (r"backbone\.conv1\.weight", "backbone.bottom_up.stem.conv1.weight"),
-        (r"backbone\.bn1\.(.+)", r"backbone.bottom_up.stem.conv1.norm.\1"),
-        (r"backbone\.layer(\d)\.(\d+)\.conv(\d)\.weight", lambda m: f"backbone.bottom_up.res{int(m[1]) + 1}.{m[2]}.conv{m[3]}.weight"),
-        (r"backbone\.layer(\d)\.(\d+)\.bn(\d)\.(.+)", lambda m: f"backbone.bottom_up.res{int(m[1]) + 1}.{m[2]}.conv{m[3]}.norm.{m[4]}"),
-        (r"backbone\.layer(\d)\.(\d+)\.downsample\.0\.weight", lambda m: f"backbone.bottom_up.res{int(m[1]) + 1}.{m[2]}.shortcut.weight"),
-        (r"backbone\.layer(\d)\.(\d+)\.downsample\.1\.(.+)", lambda m: f"backbone.bottom_up.res{int(m[1]) + 1}.{m[2]}.shortcut.norm.{m[3]}"),
-        *neck,
+        *to_detectron2_pyramid_rules(model, "backbone", "neck"),
         (r"head\.coarse_head\.scale_heads\.(p\d)\.(\d+)\.(.+)", scale_head),
         (r"head\.coarse_head\.predictor\.(.+)", r"sem_seg_head.coarse_sem_seg_head.predictor.\1"),
         (r"head\.point_head\.fc_layers\.(\d)\.(.+)", lambda m: f"sem_seg_head.point_head.fc{int(m[1]) + 1}.{m[2]}"),

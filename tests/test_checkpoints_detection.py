@@ -16,6 +16,7 @@ import re
 
 import pytest
 import torch
+from alignbench_test_helpers import to_detectron2_pyramid_rules
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import paste_masks_in_image
@@ -91,28 +92,8 @@ def _semantic_head_key(model, level: str, index: int, rest: str) -> str:
 
 
 def _detectron2_rules(model) -> list:
-    body, neck = "rcnn.backbone.body", "rcnn.backbone.neck"
-    res = lambda m: f"backbone.bottom_up.res{int(m[1]) + 1}.{m[2]}"  # noqa: E731
-    fapn = hasattr(model.neck, "top_lateral")
-    neck_rules = [
-        (rf"{neck}\.top_lateral\.(.+)", r"backbone.fan_align5.\1"),
-        (rf"{neck}\.lateral\.p(\d)\.attention\.(.+)", r"backbone.fan_align\1.lateral_conv.conv_atten.\2"),
-        (rf"{neck}\.lateral\.p(\d)\.reduce\.(.+)", r"backbone.fan_align\1.lateral_conv.conv.\2"),
-        (rf"{neck}\.align\.p(\d)\.offset\.(.+)", r"backbone.fan_align\1.offset.\2"),
-        (rf"{neck}\.align\.p(\d)\.dcn\.(.+)", r"backbone.fan_align\1.dcpack_L2.\2"),
-        (rf"{neck}\.output\.p(\d)\.(.+)", r"backbone.fpn_output\1.\2"),
-    ] if fapn else [
-        (rf"{neck}\.lateral\.p(\d)\.(.+)", r"backbone.fpn_lateral\1.\2"),
-        (rf"{neck}\.output\.p(\d)\.0\.(.+)", r"backbone.fpn_output\1.\2"),
-    ]
     return [
-        (rf"{body}\.conv1\.weight", "backbone.bottom_up.stem.conv1.weight"),
-        (rf"{body}\.bn1\.(.+)", r"backbone.bottom_up.stem.conv1.norm.\1"),
-        (rf"{body}\.layer(\d)\.(\d+)\.conv(\d)\.weight", lambda m: f"{res(m)}.conv{m[3]}.weight"),
-        (rf"{body}\.layer(\d)\.(\d+)\.bn(\d)\.(.+)", lambda m: f"{res(m)}.conv{m[3]}.norm.{m[4]}"),
-        (rf"{body}\.layer(\d)\.(\d+)\.downsample\.0\.weight", lambda m: f"{res(m)}.shortcut.weight"),
-        (rf"{body}\.layer(\d)\.(\d+)\.downsample\.1\.(.+)", lambda m: f"{res(m)}.shortcut.norm.{m[3]}"),
-        *neck_rules,
+        *to_detectron2_pyramid_rules(model, "rcnn.backbone.body", "rcnn.backbone.neck"),
         (r"rcnn\.rpn\.head\.conv\.0\.0\.(.+)", r"proposal_generator.rpn_head.conv.\1"),
         (r"rcnn\.rpn\.head\.cls_logits\.(.+)", r"proposal_generator.rpn_head.objectness_logits.\1"),
         (r"rcnn\.rpn\.head\.bbox_pred\.(.+)", r"proposal_generator.rpn_head.anchor_deltas.\1"),
