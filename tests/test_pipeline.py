@@ -74,7 +74,8 @@ def test_a_changed_model_definition_is_recomputed_and_the_old_row_superseded(sma
 
     # change the model's definition in the copy: its top-level class now negates its logits (every shape kept)
     model_class = type(models.build("rt_fpn_r18"))
-    source = Path(inspect.getsourcefile(model_class)).resolve().relative_to((REPO_ROOT / "models").resolve())
+    # relative to the imported package (the repository's folder here, site-packages under tox)
+    source = Path(inspect.getsourcefile(model_class)).resolve().relative_to(Path(models.__file__).resolve().parent)
     changed = copy / "alignbench" / "models" / source
     changed.write_text(changed.read_text() + (
         f"\n\n_forward_before_the_change = {model_class.__name__}.forward\n\n\n"
