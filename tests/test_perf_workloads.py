@@ -76,3 +76,43 @@ def test_prediction_kinds_differ_as_described():
     pieces, pieces_info = reworked_panoptic_prediction(segment_map, segments, [{"id": 7}, {"id": 21}], "fragments", rng)
     assert len(pieces_info) == len(np.unique(pieces)) == 2 * 4  # two segments, each cut into 2 x 2 tiles of 32 px
     assert {s["category_id"] for s in pieces_info} == {7, 21}
+
+
+
+FAULTS_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from alignbench.bench.evaluation.parallel import keep_freed_memory_for_reuse
+from alignbench.bench.evaluation.semantic import SemanticEvalConfig, evaluate_pairs, pair_predictions
+took = keep_freed_memory_for_reuse() if sys.argv[1] == "keep" else None
+root = Path(sys.argv[2])
+pairs = pair_predictions(root, root / "pred", "val")
+evaluate_pairs(pairs[:1], SemanticEvalConfig(), workers=1)  # the first image pays for the blocks either way
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+evaluate_pairs(pairs[1:], SemanticEvalConfig(), workers=1)
+print(took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_keeping_freed_memory_stops_the_per_image_page_faults(tmp_path):
+    """The `eval` commands' malloc setting (issue 17: 0.6 s of a 3.5 s command): after the first image, the
+    semantic evaluator's per-image blocks are reused instead of being faulted in again for every image. The
+    minor page faults are counted by the kernel."""
+    import subprocess
+    import sys
+
+    from alignbench.bench.perf import write_benchmark_pairs
+
+    write_benchmark_pairs(tmp_path, 6, (256, 512), 0.15, prediction="oracle")
+
+    def faults(mode: str) -> tuple[str, int]:
+        command = [sys.executable, "-c", FAULTS_SCRIPT, mode, str(tmp_path)]
+        took, count = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+        return took, int(count)
+
+    took, kept = faults("keep")
+    if took != "True":
+        pytest.skip("the C library is not glibc: there is no malloc setting to change")
+    _, default = faults("default")
+    assert default > 5 * 50  # by default, every one of the 5 images faults its blocks in afresh
+    assert kept < default / 5

@@ -62,10 +62,12 @@ def register(subparsers) -> None:
 def run_semantic(args) -> int:
     import sys
 
+    from alignbench.bench.evaluation.parallel import keep_freed_memory_for_reuse
     from alignbench.bench.evaluation.semantic import SemanticEvalConfig, evaluate_semantic_files
     from alignbench.bench.io import write_json_atomic
     from alignbench.reports.console import BOUNDARY_FOOTNOTE, semantic_table
 
+    keep_freed_memory_for_reuse()  # forked workers inherit it
     config = SemanticEvalConfig(bands=args.bands, pred_ids=args.pred_ids, instance_boundaries=args.instance_boundaries)
     result = evaluate_semantic_files(
         args.gt, args.pred, args.split, config, workers=args.workers, progress=sys.stderr.isatty()
@@ -83,8 +85,10 @@ def run_panoptic(args) -> int:
     import sys
 
     from alignbench.bench.evaluation.panoptic import evaluate_panoptic_files, panoptic_table
+    from alignbench.bench.evaluation.parallel import keep_freed_memory_for_reuse
     from alignbench.bench.io import write_json_atomic
 
+    keep_freed_memory_for_reuse()  # forked workers inherit it
     result = evaluate_panoptic_files(
         args.gt_json, args.gt_dir, args.pred_json, args.pred_dir, workers=args.workers, progress=sys.stderr.isatty()
     )
