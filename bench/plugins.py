@@ -22,7 +22,6 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 
 from alignbench.bench.errors import UserError
@@ -44,6 +43,8 @@ def load_plugins(specs: Iterable[str] = (), environment: bool = True, entry_poin
     if environment:
         names += [_load_spec(spec) for spec in os.environ.get(ENVIRONMENT_VARIABLE, "").split(os.pathsep) if spec.strip()]
     if entry_points:
+        from importlib import metadata  # here: importing it is a tenth of `eval`'s start-up, which needs no entry points
+
         names += [_load_entry_point(entry) for entry in metadata.entry_points(group=ENTRY_POINT_GROUP)]
     _export_to_children(specs)
     return list(dict.fromkeys(names))
@@ -86,7 +87,8 @@ def _load_spec(spec: str) -> str:
     return name
 
 
-def _load_entry_point(entry: metadata.EntryPoint) -> str:
+def _load_entry_point(entry) -> str:
+    """Load one importlib.metadata.EntryPoint."""
     key = f"entry point {entry.name} = {entry.value}"
     if key in _loaded:
         return _loaded[key]
