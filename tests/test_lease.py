@@ -52,6 +52,9 @@ def _run_all_process(suite: Path, tree: Path, database: Path, trained: Path, go:
             _store_entry(store, entry)
 
     def run() -> None:
+        # Ctrl-C as in a terminal: a shell starts background jobs with SIGINT ignored, and Python then installs
+        # no KeyboardInterrupt handler, so a test run from such a job would otherwise see SIGINT do nothing
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         runall._run_group = fake_training  # in the child only
         runall.LEASE_POLL_S = 0.05
         while not go.exists():

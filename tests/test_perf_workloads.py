@@ -78,7 +78,6 @@ def test_prediction_kinds_differ_as_described():
     assert {s["category_id"] for s in pieces_info} == {7, 21}
 
 
-
 FAULTS_SCRIPT = """
 import resource, sys
 from pathlib import Path
