@@ -13,9 +13,10 @@ import sys
 
 from alignbench.bench.commands import COMMAND_MODULES
 from alignbench.bench.errors import UserError
+from alignbench.bench.plugins import load_plugins
 
 # Commands that never build or look up a model (their start-up time matters: `eval` is benchmarked).
-COMMANDS_WITHOUT_MODELS = ("eval", "data", "perf")
+COMMANDS_WITHOUT_MODELS = ("eval", "data", "datasets", "perf")
 # storage failures that are the machine's state, not a bug: reported in one line like bad input
 _STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES}
 
@@ -67,8 +68,6 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        from alignbench.bench.plugins import load_plugins
-
         # Finding installed entry points scans every distribution (~50 ms): only for commands that use models.
         load_plugins(_plugins_of(args), entry_points=args.command not in COMMANDS_WITHOUT_MODELS)
         status = args.handler(args)

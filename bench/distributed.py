@@ -53,6 +53,7 @@ def init_from_env(device: str | None = None) -> bool:
         return True
     if not launched():
         return False
+    # here: torch loads only when a process group can exist (the eval commands stay torch-free)
     import torch
     import torch.distributed as dist
 
@@ -111,7 +112,7 @@ def rank_device(device: str) -> str:
     """
     if not is_distributed() or not device.startswith("cuda"):
         return device
-    import torch
+    import torch  # here: under a process group only (see the module docstring)
 
     if device != "cuda":
         raise UserError(f"--device {device}: under torchrun each rank uses its own GPU; pass --device cuda")
@@ -206,6 +207,7 @@ def export_submitit_env() -> bool:
     """Inside a submitit job with several tasks: set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
     MASTER_PORT from the job's environment so that `init_from_env` works as under torchrun. Returns
     whether the job has more than one task."""
+    # here: submitit is an optional dependency (the `slurm` extra), needed only inside a Slurm job
     import submitit
     import submitit.helpers
 

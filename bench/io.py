@@ -105,8 +105,19 @@ def read_png(path: str | os.PathLike, channels: int = 1) -> np.ndarray:
     return array
 
 
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An RGB photo (PNG through `read_png`'s checks; JPEG and others through OpenCV) as HxWx3 uint8."""
+    path = Path(path)
+    if path.suffix.lower() == ".png":
+        return read_png(path, channels=3)
+    image = cv2.imdecode(np.frombuffer(_read_bytes(path), np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def _decode_with_pillow(data: bytes, path: Path) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image  # here: Pillow loads only for palette PNGs (VOC's), not for the eval commands' maps
 
     try:
         with Image.open(io.BytesIO(data)) as image:

@@ -26,12 +26,21 @@ from torch import nn
 
 from alignbench import models
 from alignbench.bench.data.cache import cache_dir
-from alignbench.bench.data.cityscapes import CityscapesSample, find_frames, read_frame
+from alignbench.bench.data.catalog import SemanticSample
 from alignbench.bench.data.images import image_to_tensor
+from alignbench.bench.data.synthetic import SYNTHETIC_PRESETS
 from alignbench.bench.errors import UserError
-from alignbench.bench.recipes import TrainConfig, training_config
+from alignbench.bench.evaluation.loop import evaluate_semantic_model
+from alignbench.bench.pipeline import Pipeline
+from alignbench.bench.planning import RunRequest
+from alignbench.bench.recipes import BUDGETS, TrainConfig, apply_overrides, parse_overrides, training_config
+from alignbench.bench.recipes import budget as get_budget
+from alignbench.bench.runall import run_all
+from alignbench.bench.suites import default_recipe, load_suites
 from alignbench.bench.tasks import DataSource, resolve_data
+from alignbench.bench.train import FINAL
 from alignbench.metrics.boundary import DEFAULT_BANDS
+from alignbench.metrics.labels import CITYSCAPES, LabelSpec
 from alignbench.metrics.semantic import SemanticAccumulator, SemanticResult
 from alignbench.reports.figures import grid_sample_flow_to_pixels, mean_offset
 
@@ -83,28 +92,26 @@ def user_path(path: str | Path) -> Path:
 
 def accuracy_results(frame):
     """The rows of a results DataFrame whose budget measures accuracy (smoke rows left out: they say nothing)."""
-    from alignbench.bench.recipes import BUDGETS
-
     return frame[frame["budget"].map(lambda name: BUDGETS[name].measures_accuracy if name in BUDGETS else True)]
 
 
 def data_source(data: str | Path = "synthetic") -> DataSource:
-    """'synthetic' or a preset such as 'synthetic-miniature' (the built-in scenes, generated into the cache on
-    first use, as `run-all` does) or the root folder of a Cityscapes tree ('cityscapes=PATH' works too)."""
-    from alignbench.bench.data.synthetic import SYNTHETIC_PRESETS
-
+    """Any `--data` value: 'synthetic' or a preset such as 'synthetic-miniature' (the built-in scenes, generated into
+    the cache on first use, as `run-all` does), 'NAME=PATH' for a dataset of the catalog (e.g. 'camvid=/data/camvid'),
+    a dataset file 'FILE.yaml[=ROOT]', or the bare root folder of a Cityscapes tree."""
     spec = str(data)
-    if spec not in SYNTHETIC_PRESETS and not spec.startswith("cityscapes="):
+    if spec not in SYNTHETIC_PRESETS and "=" not in spec and not spec.endswith((".yaml", ".yml")):
         spec = f"cityscapes={spec}"
     return resolve_data([spec])[0]
 
 
-def load_sample(source: DataSource, index: int = 0, split: str = "val") -> CityscapesSample:
-    """Frame `index` (sorted by name) of a split: image, label ids, train ids, instance ids."""
-    frames = find_frames(source.root, split)
+def load_sample(source: DataSource, index: int = 0, split: str = "val") -> SemanticSample:
+    """Frame `index` (sorted by name) of a split: image, label ids, train ids (and instance ids where the dataset
+    has them)."""
+    frames = source.dataset.frames(source.root, split)
     if not 0 <= index < len(frames):
         raise UserError(f"image index {index}: the {split} split of {source.root} has {len(frames)} frames")
-    return read_frame(frames[index])
+    return source.dataset.read(frames[index])
 
 
 # --- models ----------------------------------------------------------------------------------------------
@@ -112,8 +119,6 @@ def load_sample(source: DataSource, index: int = 0, split: str = "val") -> Citys
 
 def recipe_for(name: str) -> str:
     """The training recipe of a registered model: its built-in suite's, else its paper's semantic recipe."""
-    from alignbench.bench.suites import default_recipe
-
     try:
         return default_recipe(name)
     except UserError:
@@ -152,9 +157,6 @@ def trained_model(
     Otherwise it is trained on `source` with its recipe scaled to `budget` (`notebook_config`), once: the
     weights are kept in the cache and later calls load them.
     """
-    from alignbench.bench.pipeline import Pipeline
-    from alignbench.bench.recipes import budget as get_budget
-
     if models.get_info(name).task != "semantic":
         raise UserError(f"{name}: the notebooks show semantic models; this one is a {models.get_info(name).task} model")
     config = notebook_config(name, budget, iterations, recipe)
@@ -169,8 +171,6 @@ RUN_ALL_RESULTS = "alignbench-output/results.sqlite"  # where `alignbench run-al
 
 def protocol_source(suite: str = PROTOCOL_SUITE) -> DataSource:
     """The data a comparison suite trains and evaluates on (the miniature protocol's: synthetic-miniature)."""
-    from alignbench.bench.suites import load_suites
-
     (chosen,) = load_suites([suite])
     return resolve_data(list(chosen.data or ["synthetic"]))[0]
 
@@ -193,12 +193,6 @@ def protocol_model(
     seed and code), else from the notebook cache, else the model is trained there once (CPU minutes).
     `overrides`: `--set`-style recipe values (e.g. {"iterations": 2}), for quick checks.
     """
-    from alignbench.bench.pipeline import Pipeline
-    from alignbench.bench.recipes import apply_overrides, parse_overrides
-    from alignbench.bench.recipes import budget as get_budget
-    from alignbench.bench.suites import load_suites
-    from alignbench.bench.train import FINAL
-
     (chosen,) = load_suites([suite])
     rows = {entry.row: entry for entry in chosen.rows}
     if row not in rows:
@@ -206,8 +200,9 @@ def protocol_model(
     entry = rows[row]
     budget_name = chosen.budget or "miniature"
     parsed = parse_overrides([f"{key}={value}" for key, value in (overrides or {}).items()])
-    config, budget = apply_overrides(training_config(chosen.recipe, budget_name, entry.train), get_budget(budget_name), parsed)
     source = protocol_source(suite)
+    recipe = chosen.recipe_for(source.dataset.name)
+    config, budget = apply_overrides(training_config(recipe, budget_name, entry.train), get_budget(budget_name), parsed)
     pipeline = Pipeline(entry.model, source, config, budget, seed, options=dict(entry.options), device=device)
     run_all_checkpoints = user_path(results).parent / "checkpoints" if results is not None else None
     if run_all_checkpoints is not None and (pipeline.checkpoint_dir(run_all_checkpoints) / FINAL).is_file():
@@ -297,9 +292,11 @@ def flow_summary(flows: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 # --- scores ----------------------------------------------------------------------------------------------
 
 
-def image_scores(prediction: np.ndarray, label_ids: np.ndarray, bands: Sequence[int] = ()) -> SemanticResult:
-    """Scores of one image (train-id prediction, label-id ground truth), e.g. the per-image mIoU of FPT Fig. 5."""
-    accumulator = SemanticAccumulator(bands=bands, pred_ids="train")
+def image_scores(prediction: np.ndarray, label_ids: np.ndarray, bands: Sequence[int] = (), labels: LabelSpec = CITYSCAPES,
+                 band_reference_size: tuple[int, int] | None = None) -> SemanticResult:
+    """Scores of one image (train-id prediction, label-id ground truth of the label table `labels`, e.g. a data
+    source's `source.dataset.labels`), e.g. the per-image mIoU of FPT Fig. 5."""
+    accumulator = SemanticAccumulator(labels, bands=bands, pred_ids="train", band_reference_size=band_reference_size)
     accumulator.update(prediction, label_ids)
     return accumulator.compute()
 
@@ -314,12 +311,10 @@ def evaluate(
 ) -> SemanticResult:
     """The harness's evaluation of `model` on the first `max_images` frames of the val split (all when None),
     inputs downscaled so that their longer side is at most `max_side`: per-class IoU, band mIoU, ..."""
-    from alignbench.bench.evaluation.loop import evaluate_semantic_model
-
-    frames = find_frames(source.root, "val")
+    frames = source.dataset.frames(source.root, "val")
     if max_images:
         frames = frames[:max_images]
-    return evaluate_semantic_model(model, frames, device, max_side=max_side, bands=bands).compute()
+    return evaluate_semantic_model(model, source.dataset, frames, device, max_side=max_side, bands=bands).compute()
 
 
 # --- results store ---------------------------------------------------------------------------------------
@@ -331,13 +326,11 @@ def demo_results(path: str | Path | None = None, device: str = "cpu") -> Path:
     Default place: the cache (`notebooks/demo/results.sqlite`). Entries already in the store are skipped,
     so after the first call (about a CPU minute) this returns at once.
     """
-    from alignbench.bench.runall import run_all
-
     path = Path(path) if path is not None else cache_dir() / "notebooks" / "demo" / "results.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
     suite = path.parent / "notebook_demo.yaml"
     suite.write_text(DEMO_SUITE)
-    summary = run_all(suites=[str(suite)], data=["synthetic"], budget="smoke", device=device, results=path,
+    summary = run_all(RunRequest(suites=(str(suite),), data=("synthetic",), budget="smoke"), path, device=device,
                       progress=False, report=False)
     if summary.failed:
         raise RuntimeError(f"demo results: {len(summary.failed)} entries failed: {summary.failed[0]}")

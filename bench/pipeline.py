@@ -33,12 +33,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from alignbench import models
 from alignbench.bench import distributed, provenance
 from alignbench.bench.errors import UserError
 from alignbench.bench.evaluation.loop import STATISTICS_KEY
+from alignbench.bench.profiling import complexity_at, measure_latency
 from alignbench.bench.recipes import Budget, TrainConfig, training_config
 from alignbench.bench.recipes import budget as get_budget
+from alignbench.bench.suites import default_recipe
 from alignbench.bench.tasks import DataSource, task_runner
+from alignbench.bench.train import load_weights, train
 from alignbench.metrics import vocabulary
 
 log = logging.getLogger(__name__)
@@ -75,14 +79,11 @@ class Outcome:
     training_log: Path | None = None  # the run's train_log.jsonl (kept after a smoke budget deletes the weights)
 
 
-ACCURACY_EVALUATORS = ("semantic", "boundary", "coco", "panoptic")
-
-
 def needs_trained_model(evaluations: list[Evaluation]) -> bool:
     """Whether an evaluation asks for accuracy or speed (a trained model, or given weights, to run); params and
     GMACs alone are counted from the model's definition."""
     wanted = {metric for evaluation in evaluations for metric in evaluation.metrics}
-    return bool(vocabulary.of_evaluators(wanted, *ACCURACY_EVALUATORS, "speed"))
+    return bool(vocabulary.of_evaluators(wanted, *vocabulary.evaluators_measuring("accuracy", "speed")))
 
 
 def now() -> str:
@@ -106,12 +107,11 @@ class Pipeline:
         train_model: bool = True,
         device: str = "cpu",
         progress: bool = False,
+        eval_split: str = "val",
         runner=None,
     ) -> None:
-        """`runner`: the task runner to use (bench.tasks.task_runner(task, source) by default), shared by
-        pipelines on one data source so that its val split is read once."""
-        from alignbench import models
-
+        """`eval_split`: the split evaluated. `runner`: the task runner to use (bench.tasks.task_runner(task, source,
+        eval_split) by default), shared by pipelines on one data source so that its eval split is read once."""
         try:
             self.info = models.get_info(model)
         except ValueError as error:
@@ -122,7 +122,7 @@ class Pipeline:
         self.backbone_weights = _existing(backbone_weights, "--backbone-weights")
         self.train_model = train_model
         self.device, self.progress = device, progress
-        self.runner = runner or task_runner(self.info.task, source)
+        self.runner = runner or task_runner(self.info.task, source, eval_split)
 
     @classmethod
     def for_model(
@@ -130,8 +130,6 @@ class Pipeline:
     ) -> Pipeline:
         """A pipeline with the model's recipe (`recipe`, else that of the first built-in suite that runs it)
         scaled to the named budget."""
-        from alignbench.bench.suites import default_recipe
-
         config = training_config(recipe or default_recipe(model), budget, overrides)
         return cls(model, source, config, get_budget(budget), **kwargs)
 
@@ -173,8 +171,6 @@ class Pipeline:
     def build(self) -> nn.Module:
         """The model with its options and the given weights, initialised from the seed (the same initial
         weights on every rank)."""
-        from alignbench import models
-
         weights = {key: str(path) for key, path in (("checkpoint", self.checkpoint), ("backbone_weights", self.backbone_weights))
                    if path is not None}
         legacy = {key: path for key, path in weights.items() if key not in inspect.signature(models.build).parameters}
@@ -187,16 +183,12 @@ class Pipeline:
         if "backbone_weights" in legacy:
             raise UserError("--backbone-weights: this version of alignbench.models cannot load backbone weights")
         if "checkpoint" in legacy:  # models.build without `checkpoint=`: our own checkpoints only
-            from alignbench.bench.train import load_weights
-
             load_weights(model, legacy["checkpoint"])
         return model
 
     def model(self, checkpoint_root: Path | None = None) -> nn.Module:
         """The built model, trained unless the pipeline evaluates given weights (`train_model` False); training
         checkpoints go to `checkpoint_root / training_key` and a finished run there is loaded, not repeated."""
-        from alignbench.bench.train import train
-
         if self.train_model and checkpoint_root is None:
             raise ValueError("a pipeline that trains needs a checkpoint_root")
         directory = self.checkpoint_dir(checkpoint_root) if self.train_model else None  # its key first: then build from the seed
@@ -231,7 +223,7 @@ class Pipeline:
         for evaluation in evaluations:
             wanted = set(evaluation.metrics)
             metrics: dict = {}
-            if vocabulary.of_evaluators(wanted, *ACCURACY_EVALUATORS):
+            if vocabulary.of_evaluators(wanted, *vocabulary.evaluators_measuring("accuracy")):
                 if evaluation.eval_size not in accuracy:
                     accuracy[evaluation.eval_size] = self.runner.evaluate(model, self.device, self.budget, evaluation.eval_size,
                                                                           progress=self.progress)
@@ -267,9 +259,6 @@ class Pipeline:
     def _complexity(self, model: nn.Module, evaluation: Evaluation, wanted: set[str], cache) -> dict:
         """Params and GMACs (cached per model, builder options, size and code identity in `cache`, a ResultsStore)
         and speed (of `model`, which is None only when no speed is asked for)."""
-        from alignbench import models
-        from alignbench.bench.profiling import complexity_at, measure_latency
-
         metrics: dict = {}
         counted = vocabulary.of_evaluators(wanted, "complexity")
         if counted:

@@ -19,6 +19,7 @@ Counting conventions (stated in every table footnote through `MAC_FOOTNOTE`):
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import platform
@@ -33,11 +34,18 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
+
+from alignbench import models
+from alignbench.bench.errors import UserError
+from alignbench.models.registry import builder_options
+from alignbench.reports.console import text_table
 
 with warnings.catch_warnings():
     # fvcore scripts a helper with torch.jit.script at import, which torch 2.14 reports as deprecated
     warnings.simplefilter("ignore", FutureWarning)
-    import fvcore.nn  # noqa: F401
+    from fvcore.nn import FlopCountAnalysis, parameter_count_table
+    from fvcore.nn import jit_handles as fv
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +58,7 @@ Handle = Callable[[list, list], Any]
 
 
 def _shape(value) -> list[int] | None:
-    from fvcore.nn.jit_handles import get_shape
-
-    return get_shape(value)
+    return fv.get_shape(value)
 
 
 def _numel(value) -> int:
@@ -124,8 +130,6 @@ def _call_function(inputs, outputs) -> int:
 
 
 def _mac_handles() -> dict[str, Handle]:
-    from fvcore.nn import jit_handles as fv
-
     return {
         "aten::_convolution": fv.conv_flop_jit,
         "aten::addmm": fv.addmm_flop_jit,
@@ -173,8 +177,6 @@ REDUCTION_OPS = ("mean", "sum", "amax", "amin", "max", "min", "argmax", "argmin"
 
 
 def _other_handles() -> dict[str, Handle]:
-    from fvcore.nn import jit_handles as fv
-
     handles: dict[str, Handle] = {f"aten::{name}": _per_output(1) for name in ELEMENTWISE_OPS}
     handles.update({f"aten::{name}": _per_input(1) for name in REDUCTION_OPS})
     handles.update(
@@ -265,16 +267,12 @@ class Complexity:
 
 def count_parameters(model: nn.Module) -> tuple[int, dict[str, int]]:
     """Total parameters and per top-level module, counted by the models' one counter (models.count_parameters)."""
-    from alignbench import models
-
     by_module = {name: models.count_parameters(child) for name, child in model.named_children()}
     return models.count_parameters(model), {name: count for name, count in by_module.items() if count}
 
 
 def parameter_table(model: nn.Module, max_depth: int = 3) -> str:
     """fvcore's per-module parameter table."""
-    from fvcore.nn import parameter_count_table
-
     return parameter_count_table(model, max_depth=max_depth)
 
 
@@ -310,8 +308,6 @@ def example_inputs(model: nn.Module, input_size: Sequence[int], batch: int = 1, 
 
 def count_flops(model: nn.Module, input_size: Sequence[int], inputs: tuple | None = None) -> Complexity:
     """Trace `model` (eval mode, batch 1) with fvcore and count MACs and other operations by operator."""
-    from fvcore.nn import FlopCountAnalysis
-
     model = model.eval()
     inputs = inputs if inputs is not None else example_inputs(model, input_size)
     mac_handles, other_handles = _mac_handles(), _other_handles()
@@ -499,9 +495,6 @@ def build_for_profiling(
     detectors set to keep an `input_size` image at that size (torchvision's transform would otherwise
     rescale it to its own 800 x 1333 default); with `checkpoint`, its weights loaded (models.build); `options`:
     more builder keywords (a suite row's, e.g. narrower necks), which may also override frozen_bn."""
-    from alignbench import models
-    from alignbench.models.registry import builder_options
-
     accepted = builder_options(name)
     options = {**({"frozen_bn": True} if "frozen_bn" in accepted else {}), **(options or {})}
     if input_size is not None and {"min_size", "max_size"} <= accepted:
@@ -536,8 +529,6 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 def _release_memory() -> None:
-    import gc
-
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -568,11 +559,6 @@ def profile_models(
     are still profiled. `on_row(rows_so_far)` is called after every model, so that a caller can save the
     table as it grows.
     """
-    from tqdm import tqdm
-
-    from alignbench import models
-    from alignbench.bench.errors import UserError
-
     try:
         infos = [models.get_info(name) for name in names] if names else models.list_models(task=task)
     except ValueError as error:
@@ -589,9 +575,6 @@ def profile_models(
 def _profile_row(info, size: tuple[int, int], device: str | None, timing: dict | None, per_module: bool,
                  checkpoint: str | None = None) -> dict:
     """The `profile_models` row of one model; out-of-memory failures end up in its `error`."""
-    from alignbench.bench.errors import UserError
-    from alignbench.models.registry import builder_options
-
     paper_gflops = getattr(info, "paper_gflops", None)
     paper_size = tuple(getattr(info, "flops_input_size", None) or info.input_size)
     row = {
@@ -656,8 +639,6 @@ def _profile_row(info, size: tuple[int, int], device: str | None, timing: dict |
     if out_of_memory:
         _release_memory()  # outside the except block, whose traceback still holds the failed step's tensors
     if row["params_m"] is None:  # counting failed: the parameters need no forward pass
-        from alignbench import models
-
         row["params_m"] = models.measured_params(info.name) / 1e6
         row["params_diff_percent"] = _percent_difference(row["params_m"], info.paper_params_m)
     return row
@@ -665,8 +646,6 @@ def _profile_row(info, size: tuple[int, int], device: str | None, timing: dict |
 
 def profile_table(rows: Sequence[dict]) -> str:
     """The complexity table, paper figures beside measured ones, with the counting footnote."""
-    from alignbench.reports.console import text_table
-
     def number(value, digits=2):
         return "-" if value is None else f"{value:.{digits}f}"
 

@@ -25,6 +25,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import alignbench
+from alignbench.bench.plugins import loaded_packages
+
 
 def digest(payload: Any, length: int = 16) -> str:
     """A short sha256 of a JSON-able payload (keys sorted)."""
@@ -32,8 +35,6 @@ def digest(payload: Any, length: int = 16) -> str:
 
 
 def code_version() -> str:
-    import alignbench
-
     return alignbench.__version__
 
 
@@ -69,8 +70,6 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
 
 def _is_own(module_name: str) -> bool:
     """alignbench's modules and those of the loaded plugins (a researcher's neck is part of the definition too)."""
-    from alignbench.bench.plugins import loaded_packages
-
     top = module_name.split(".")[0]
     return module_name.startswith("alignbench.") or top in loaded_packages()
 
@@ -86,6 +85,10 @@ def _source_files() -> dict[str, str]:
 
 def _build_and_trace(name: str, options: dict):
     """Build `name` on the meta device, recording the alignbench source files whose code ran."""
+    # here: the model zoo (and torch) load only when a model is fingerprinted; bench.storing and bench.planning import
+    # this module without building one
+    import torch
+
     from alignbench import models
 
     models.get_info(name)  # loads the zoo before the trace, so its import is not mistaken for the build
@@ -97,8 +100,6 @@ def _build_and_trace(name: str, options: dict):
             filename = frame.f_code.co_filename
             if filename in known:
                 ran.add(known[filename])
-
-    import torch
 
     previous = sys.getprofile()
     sys.setprofile(profile)

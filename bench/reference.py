@@ -7,6 +7,11 @@ shim with the same meaning (`np.isin` on the flattened array) is installed first
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
+import json
+
 import numpy as np
 
 
@@ -22,6 +27,7 @@ def _install_in1d_shim() -> None:
 def cityscapes_semantic_reference():
     """cityscapesscripts' evalPixelLevelSemanticLabeling, quiet and writing no JSON file."""
     _install_in1d_shim()
+    # here: only benchmarks and tests load the reference (it imports PIL), after the in1d shim
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as reference
 
     reference.args.quiet = True
@@ -34,6 +40,7 @@ def cityscapes_semantic_reference():
 def cityscapes_panoptic_reference():
     """cityscapesscripts' evalPanopticSemanticLabeling (a port of panopticapi's pq_compute)."""
     _install_in1d_shim()
+    # here: only benchmarks and tests load the reference (it imports PIL and multiprocessing), after the in1d shim
     from cityscapesscripts.evaluation import evalPanopticSemanticLabeling as reference
 
     return reference
@@ -46,11 +53,6 @@ def cityscapes_panoptic_scores(gt_json, gt_dir, pred_json, pred_dir) -> dict:
     is made of are called directly, with the same pairing by image id; its progress prints are captured.
     Returns its results dict: "All", "Things", "Stuff" ({pq, sq, rq, n}) and "per_class" {id: {pq, sq, rq}}.
     """
-    import contextlib
-    import copy
-    import io
-    import json
-
     reference = cityscapes_panoptic_reference()
     with open(gt_json) as handle:
         gt = json.load(handle)
@@ -67,10 +69,7 @@ def cityscapes_panoptic_scores(gt_json, gt_dir, pred_json, pred_dir) -> dict:
 
 def cityscapes_create_panoptic(gt_fine_dir, out_dir, split: str) -> None:
     """cityscapesscripts' preparation/createPanopticImgs conversion of one split (label ids), quietly."""
-    import contextlib
-    import io
-
-    from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
+    from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic  # here: only tests convert (it imports PIL)
 
     with contextlib.redirect_stdout(io.StringIO()):
         convert2panoptic(str(gt_fine_dir), str(out_dir), useTrainId=False, setNames=[split])

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from alignbench.bench.io import staged_folder
 from alignbench.bench.recipes import BUDGETS
 from alignbench.bench.results import ResultsStore
 from alignbench.bench.suites import Suite, load_suites
+from alignbench.reports.report import collect, render_report
 
 
 def write_report(
@@ -25,9 +27,6 @@ def write_report(
     and swapped into `out_dir` at the end (bench.io.staged_folder): an error or a full disk leaves the previous
     report as it was.
     """
-    from alignbench.bench.io import staged_folder
-    from alignbench.reports.report import collect, render_report
-
     sections = []
     with ResultsStore(results_path, create=False) as store:
         everything = store.records()

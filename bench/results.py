@@ -31,6 +31,7 @@ Readers (`report`, `results`) open the store read-only and also work on read-onl
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -38,11 +39,14 @@ import socket
 import sqlite3
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from alignbench.bench.errors import UserError
 from alignbench.bench.io import process_alive, to_jsonable
@@ -491,21 +495,12 @@ def _holder_alive(owner: str, heartbeat: float, now: float, timeout_s: float) ->
 
 def _to_npz(arrays: dict) -> bytes:
     """Named numpy arrays as one compressed npz blob (no pickled objects)."""
-    import io
-
-    import numpy as np
-
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{name: np.asarray(value) for name, value in arrays.items()})
     return buffer.getvalue()
 
 
 def _from_npz(blob: bytes) -> dict:
-    import io
-    import zipfile
-
-    import numpy as np
-
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
@@ -515,7 +510,7 @@ def _from_npz(blob: bytes) -> dict:
 
 def load_results(path: str | Path):
     """The results as a pandas DataFrame, one row per entry, metrics flattened into columns."""
-    import pandas as pd
+    import pandas as pd  # here: pandas loads only for this export, not for the store's readers and writers
 
     with ResultsStore(path, create=False) as store:  # read-only: never written, never switched to WAL
         records = store.records()

@@ -30,32 +30,43 @@ command line overrides (bench/suites/compare_alignment_r18.yaml is the template)
     seeds: [0, 1, 2]
     budget: smoke                 # optional
     data: [synthetic]             # optional
+    per_data:                     # optional: what depends on the dataset run on (by its catalog name)
+      camvid: {recipe: miniature_camvid, input_size: [192, 256]}
     rows:
       - {row: fpn, model: semantic_fpn_fpn_r18}
       - {model: semantic_fpn_fapn_r18}          # row defaults to the model name
 
 Each row names a registered model; the data come from `run-all --data` (else the suite's `data`), the budget
-from `--budget` (else the suite's). A row's `checkpoint` (a path, relative to the suite file's folder) holds
-trained weights: the row is evaluated with them instead of trained. A row's `options` are keywords of its model's
-builder (`alignbench.models.build(model, **options)`, e.g. the channel widths of the miniature protocol's
-64-channel necks); they are part of the row's model identity, training key and config hash, and params / GMACs
-are counted with them. Fields and types are checked with pydantic before anything runs, and a row's options by
+from `--budget` (else the suite's). `per_data` gives, per dataset of the catalog (bench.data.catalog), the
+recipe and the evaluation input size to use on it instead of the suite's (a row's own `input_size` and `train`
+still come first): the miniature protocol trains on the synthetic scenes and on CamVid with recipes of their
+own. A row's `checkpoint` (a path, relative to the suite file's folder) holds trained weights: the row is
+evaluated with them instead of trained. A row's `options` are keywords of its model's builder
+(`alignbench.models.build(model, **options)`, e.g. the channel widths of the miniature protocol's 64-channel
+necks); they are part of the row's model identity, training key and config hash, and params / GMACs are
+counted with them. Fields and types are checked with pydantic before anything runs, and a row's options by
 building its model on the meta device (no memory, no weights); every error names the file, the line and the
 field, and exits with status 2.
 """
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import torch
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
+from alignbench import models
+from alignbench.bench import tasks
+from alignbench.bench.config_files import LocatedYaml, StrictSchema
 from alignbench.bench.errors import UserError
-from alignbench.metrics.vocabulary import TASKS, of_evaluators, task_metrics
+from alignbench.bench.recipes import _POSITIVE, BUDGETS, RECIPES, TrainConfig
+from alignbench.metrics.vocabulary import METRICS, TASKS, of_evaluators, task_metrics
+from alignbench.reports.paper import PaperColumn, PaperRow, PaperTable, paper_table
 
 COMPARE_KINDS = ("reference", "baseline", "pairs")
 
@@ -69,6 +80,14 @@ class SuiteRow:
     note: str = ""
     checkpoint: Path | None = None  # trained weights to evaluate instead of training
     options: dict = field(default_factory=dict)  # builder keywords of the row's model (models.build)
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """What a suite does differently on one dataset (`per_data`): its recipe, its evaluation input size."""
+
+    recipe: str | None = None
+    input_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,17 @@ class Suite:
     seeds: tuple[int, ...] | None = None  # defaults of a comparison suite (the command line overrides them)
     budget: str | None = None
     data: tuple[str, ...] | None = None
+    per_data: dict[str, DataSettings] = field(default_factory=dict)  # dataset name -> its recipe and input size
+
+    def recipe_for(self, dataset: str) -> str:
+        """The recipe on `dataset` (a catalog name): its `per_data` recipe, else the suite's."""
+        settings = self.per_data.get(dataset)
+        return settings.recipe if settings is not None and settings.recipe else self.recipe
+
+    def input_size_for(self, dataset: str) -> tuple[int, int] | None:
+        """The evaluation input size on `dataset` stated by `per_data`, None when none is stated."""
+        settings = self.per_data.get(dataset)
+        return settings.input_size if settings is not None else None
 
     @property
     def is_comparison(self) -> bool:
@@ -106,18 +136,14 @@ class Suite:
     def reference_table(self):
         """The table the report mirrors: the paper's, or for a comparison suite one without paper values
         (method: the model's registry row, e.g. "FaPN / Semantic FPN R18")."""
-        from alignbench.reports.paper import PaperColumn, PaperRow, PaperTable, paper_table
-
         if not self.is_comparison:
             return paper_table(self.paper, self.table)
-        from alignbench import models
 
         rows = []
         for row in self.rows:
             info = models.get_info(row.model)
             rows.append(PaperRow(key=row.row, method=info.row or row.model, backbone=None, input_size=row.input_size,
                                  ours=False, text="", values={}))
-        from alignbench.metrics.vocabulary import METRICS
 
         def header(metric: str) -> str:  # the unit of counts and times: "params (M)", "latency (ms)"
             entry = METRICS[metric]
@@ -128,13 +154,7 @@ class Suite:
                           source=str(self.path))
 
 
-class _Schema(BaseModel):
-    """Strict types: no string for a number, no list for a string; unknown keys refused."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class _RowSchema(_Schema):
+class _RowSchema(StrictSchema):
     row: str | None = None  # required in paper suites (checked after the schema)
     model: str
     train: dict[str, Any] | None = None
@@ -144,7 +164,12 @@ class _RowSchema(_Schema):
     note: str = ""
 
 
-class _SuiteSchema(_Schema):
+class _DataSettingsSchema(StrictSchema):
+    recipe: str | None = None
+    input_size: list[int] | None = Field(default=None, min_length=2, max_length=2)
+
+
+class _SuiteSchema(StrictSchema):
     suite: str
     paper: str | None = None
     table: str | None = None
@@ -157,6 +182,7 @@ class _SuiteSchema(_Schema):
     seeds: list[int] | None = Field(default=None, min_length=1)
     budget: str | None = None
     data: list[str] | None = Field(default=None, min_length=1)
+    per_data: dict[str, _DataSettingsSchema] | None = None
     rows: list[_RowSchema] = Field(min_length=1)
     note: str = ""
 
@@ -165,78 +191,8 @@ _PAPER_ONLY = ("paper", "table", "compare")
 _COMPARISON_ONLY = ("baseline", "seeds", "budget", "data")
 
 
-class _Located:
-    """YAML data with the line of every mapping key and sequence item, for error messages."""
-
-    def __init__(self, path: Path, text: str) -> None:
-        self.path = path
-        try:
-            node = yaml.compose(text)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise UserError(f"{path}{line}: invalid YAML ({getattr(error, 'problem', error)})") from None
-        if node is None:
-            raise UserError(f"{path}: empty suite file")
-        self.lines: dict[tuple, int] = {}
-        self._index(node, ())
-        self.data = yaml.safe_load(text)
-
-    def _index(self, node, where: tuple) -> None:
-        self.lines.setdefault(where, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                self.lines[where + (key_node.value,)] = key_node.start_mark.line + 1
-                self._index(value_node, where + (key_node.value,))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self._index(item, where + (index,))
-
-    def line(self, where: tuple) -> int:
-        for end in range(len(where), -1, -1):
-            if where[:end] in self.lines:
-                return self.lines[where[:end]]
-        return 1
-
-    def error(self, where: tuple, message: str) -> UserError:
-        name = ".".join(str(part) for part in where) or "(file)"
-        return UserError(f"{self.path}:{self.line(where)}: {name}: {message}")
-
-    def schema_error(self, error: ValidationError, known: dict[tuple, tuple[str, ...]]) -> UserError:
-        """The first pydantic error as one line: file, line, field, problem (unknown keys list the known ones)."""
-        first = error.errors()[0]
-        where = tuple(first["loc"])
-        if first["type"] == "extra_forbidden":
-            fields = known.get(tuple(part for part in where[:-1] if not isinstance(part, int)), ())
-            return self.error(where, f"unknown field (known: {', '.join(fields)})")
-        if first["type"] == "missing":
-            return self.error(where[:-1], f"missing field {where[-1]!r}")
-        shown = first.get("input")
-        shown = repr(shown) if isinstance(shown, (str, int, float, bool)) or shown is None else type(shown).__name__
-        return self.error(where, f"{first['msg'][0].lower()}{first['msg'][1:]} (got {shown})")
-
-
-def _read_text(path: Path) -> str:
-    """The file as UTF-8 text; undecodable bytes are an error naming the line."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise UserError(f"{path}: cannot read ({error.strerror or error})") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})") from None
-
-
-def _train_overrides(doc: _Located, where: tuple, train: dict) -> dict:
+def _train_overrides(doc: LocatedYaml, where: tuple, train: dict) -> dict:
     """A row's recipe overrides, typed like TrainConfig's fields (strict: no strings for numbers)."""
-    import typing
-
-    from pydantic import TypeAdapter
-
-    from alignbench.bench.recipes import _POSITIVE, TrainConfig
-
     types = typing.get_type_hints(TrainConfig)
     checked = {}
     for key, value in train.items():
@@ -258,13 +214,9 @@ _NOT_ROW_OPTIONS = {"checkpoint": "the row's `checkpoint:` or --checkpoint", "ba
                     "num_classes": "the data"}
 
 
-def _builder_options(doc: _Located, where: tuple, row_key: str, model: str, options: dict) -> dict:
+def _builder_options(doc: LocatedYaml, where: tuple, row_key: str, model: str, options: dict) -> dict:
     """A row's builder keywords, checked against its model's builder: the names against its signature, the
     values by building the model on the meta device (no memory, no weights), so that nothing trains first."""
-    import torch
-
-    from alignbench import models
-
     accepted = models.builder_options(model)
     for key in options:
         if key in _NOT_ROW_OPTIONS:
@@ -284,16 +236,13 @@ def _builder_options(doc: _Located, where: tuple, row_key: str, model: str, opti
 
 def load_suite(path: str | Path) -> Suite:
     """Parse and validate one suite file against the schema, the registry, the recipes and the paper numbers."""
-    from alignbench import models
-    from alignbench.bench.recipes import BUDGETS, RECIPES
-    from alignbench.reports.paper import paper_table
-
     path = Path(path)
-    doc = _Located(path, _read_text(path))
+    doc = LocatedYaml.read(path, "suite")
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error((), "expected a mapping of suite fields")
-    known = {(): tuple(_SuiteSchema.model_fields), ("rows",): tuple(_RowSchema.model_fields)}
+    known = {(): tuple(_SuiteSchema.model_fields), ("rows",): tuple(_RowSchema.model_fields),
+             ("per_data",): tuple(_DataSettingsSchema.model_fields)}
     try:
         spec = _SuiteSchema.model_validate(data)
     except ValidationError as error:
@@ -318,6 +267,13 @@ def load_suite(path: str | Path) -> Suite:
         raise doc.error(("task",), f"unknown task {task!r} (known: {', '.join(TASKS)})")
     if spec.recipe not in RECIPES:
         raise doc.error(("recipe",), f"unknown recipe {spec.recipe!r} (known: {', '.join(RECIPES)})")
+    per_data = {}
+    for dataset, settings in (spec.per_data or {}).items():
+        if settings.recipe is not None and settings.recipe not in RECIPES:
+            raise doc.error(("per_data", dataset, "recipe"), f"unknown recipe {settings.recipe!r} (known: {', '.join(RECIPES)})")
+        if settings.input_size is not None and min(settings.input_size) <= 0:
+            raise doc.error(("per_data", dataset, "input_size"), "expected [H, W] with positive integers")
+        per_data[dataset] = DataSettings(settings.recipe, tuple(settings.input_size) if settings.input_size else None)
     paper_rows: set[str] | None = None
     if not comparison:
         try:
@@ -387,6 +343,7 @@ def load_suite(path: str | Path) -> Suite:
         name=spec.suite, paper=spec.paper, table=spec.table, title=title, task=task, recipe=spec.recipe,
         metrics=tuple(spec.metrics), rows=tuple(rows), compare=compare, path=path, note=spec.note,
         seeds=tuple(spec.seeds) if spec.seeds else None, budget=spec.budget, data=tuple(spec.data) if spec.data else None,
+        per_data=per_data,
     )
 
 
@@ -414,20 +371,13 @@ def load_suites(names: list[str] | None = None, directory: Path | None = None) -
     return [load_suite(path) for path in files]
 
 
-# The recipe of a model no built-in suite runs (a composed or plugin model): FaPN's schedule of its task, the
-# setting the composed scaffolds (models.scaffolds) come from.
-TASK_RECIPES = {"semantic": "fapn_semantic", "detection": "fapn_detection", "instance": "fapn_detection", "panoptic": "fapn_detection"}
-
-
 def default_recipe(model: str) -> str:
-    """The recipe of the first built-in paper suite that runs `model` (its paper's schedule), else its task's
-    FaPN recipe (`TASK_RECIPES`)."""
-    from alignbench import models
-
+    """The recipe of the first built-in paper suite that runs `model` (its paper's schedule), else its task
+    runner's (FaPN's schedule of the task, bench.tasks)."""
     for suite in load_suites():
         if not suite.is_comparison and any(row.model == model for row in suite.rows):
             return suite.recipe
     try:
-        return TASK_RECIPES[models.get_info(model).task]
+        return tasks.default_recipe(models.get_info(model).task)
     except ValueError as error:
         raise UserError(str(error)) from None

@@ -1,12 +1,15 @@
-"""Data sources and per-task training / evaluation, as the harness sees them.
+"""Data sources and the task runners: per task, how to draw training batches from a data source and how to
+evaluate a model on its evaluation split.
 
-A data source is the built-in synthetic data (every task: the Cityscapes tree plus its COCO export), a
-Cityscapes tree (semantic) or a COCO tree (detection, instance, panoptic). A task runner knows how to
-draw training batches from a source and how to evaluate a model on its validation split.
+A data source is one copy of a registered dataset (bench.data.catalog: Cityscapes, CamVid, ADE20K, ..., the
+built-in synthetic scenes, or a dataset file of the user's), resolved from a `--data` value by `resolve_data`. A
+task runner is registered per task name (alignbench.tasks.TASKS) with `register_task`; `task_runner(task, source)`
+makes the one for a source. No table of data kinds: a dataset says which tasks it serves.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass
@@ -15,140 +18,218 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alignbench.bench.data.cache import ensure_synthetic
+from alignbench.bench.data.catalog import Dataset, SemanticSplit, get_dataset
+from alignbench.bench.data.coco import CocoDetectionDataset, CocoPanopticDataset, load_json
+from alignbench.bench.data.folder import load_dataset_file
+from alignbench.bench.data.synthetic import SYNTHETIC_PRESETS
 from alignbench.bench.errors import UserError
+from alignbench.bench.evaluation.detection import compute_on_main, panoptic_training_pair
+from alignbench.bench.evaluation.loop import (
+    STATISTICS_KEY,
+    CocoEvaluator,
+    PanopticEvaluator,
+    SemanticEvaluator,
+    detector_predictor,
+    run_inference,
+    semantic_predictor,
+)
 from alignbench.bench.recipes import Budget, TrainConfig
+from alignbench.bench.train import SemanticTrainingSet, semantic_collate
 from alignbench.metrics import vocabulary
-
-TASKS_OF_KIND = {
-    "synthetic": ("semantic", "detection", "instance", "panoptic"),
-    "cityscapes": ("semantic",),
-    "coco": ("detection", "instance", "panoptic"),
-}
+from alignbench.tasks import TASKS
 
 
 @dataclass(frozen=True)
 class DataSource:
-    kind: str  # synthetic | cityscapes | coco
+    """One copy of a dataset on disk: `description` names it in provenance (dataset, folder, ground-truth
+    fingerprint); `spec` is the `--data` value that names it again (e.g. "synthetic-miniature", "camvid=/abs/path")."""
+
+    dataset: Dataset
     root: Path
-    description: str  # provenance: what the numbers were measured on
-    spec: str = ""  # the `--data` value that names it again (e.g. "synthetic-miniature", "cityscapes=/abs/path")
+    description: str
+    spec: str = ""
 
     def supports(self, task: str) -> bool:
-        return task in TASKS_OF_KIND[self.kind]
+        return task in self.dataset.tasks
 
 
 def resolve_data(specs: list[str], progress: bool = False) -> list[DataSource]:
-    """A synthetic preset by name (bench.data.synthetic.SYNTHETIC_PRESETS: 'synthetic', 'synthetic-miniature';
-    generated into the cache when absent), 'cityscapes=PATH' or 'coco=PATH'."""
-    from alignbench.bench.data.cache import ensure_synthetic
-    from alignbench.bench.data.synthetic import SYNTHETIC_PRESETS
-
+    """`--data` values: a synthetic preset by name (bench.data.synthetic.SYNTHETIC_PRESETS: 'synthetic',
+    'synthetic-miniature'; generated into the cache when absent), 'NAME=PATH' for a registered dataset
+    (`alignbench datasets`), or a dataset file 'FILE.yaml' / 'FILE.yaml=ROOT' (bench.data.folder)."""
     sources = []
     for spec in specs:
-        kind, _, path = spec.partition("=")
-        if kind in SYNTHETIC_PRESETS and not path:
-            synth = SYNTHETIC_PRESETS[kind]
-            root = ensure_synthetic(synth, progress=progress)
-            digest = hashlib.sha1(json.dumps(synth.to_json(), sort_keys=True).encode()).hexdigest()[:10]
-            sources.append(DataSource("synthetic", root, f"synthetic {synth.size[0]}x{synth.size[1]} "
-                                      f"({synth.n_train} train / {synth.n_val} val, seed {synth.seed}, {digest})", kind))
-        elif kind in ("cityscapes", "coco") and path:
-            root = Path(path).expanduser().resolve()
-            if not root.is_dir():
-                raise UserError(f"--data {spec}: folder {root} not found")
-            sources.append(DataSource(kind, root, f"{kind} at {root} ({ground_truth_fingerprint(kind, root)})", f"{kind}={root}"))
+        name, _, path = spec.partition("=")
+        if name in SYNTHETIC_PRESETS and not path:
+            sources.append(_synthetic_source(name, progress))
+            continue
+        if name.endswith((".yaml", ".yml")):
+            dataset = load_dataset_file(name)
+            root = Path(path).expanduser().resolve() if path else dataset.default_root
         else:
-            presets = ", ".join(f"'{name}'" for name in SYNTHETIC_PRESETS)
-            raise UserError(f"--data: expected {presets}, 'cityscapes=PATH' or 'coco=PATH', got {spec!r}")
+            try:
+                dataset = get_dataset(name)
+            except UserError:
+                presets = ", ".join(f"'{preset}'" for preset in SYNTHETIC_PRESETS)
+                raise UserError(f"--data {spec}: expected {presets}, 'NAME=PATH' for a dataset of `alignbench datasets` "
+                                f"or a dataset file 'FILE.yaml[=ROOT]'") from None
+            if not path:
+                raise UserError(f"--data {spec}: give the folder of your copy, {name}=PATH ({dataset.layout})")
+            root = Path(path).expanduser().resolve()
+        if not root.is_dir():
+            raise UserError(f"--data {spec}: folder {root} not found")
+        sources.append(DataSource(dataset, root, f"{dataset.name} at {root} ({dataset.fingerprint(root)})", f"{name}={root}"))
     return sources
 
 
-def ground_truth_fingerprint(kind: str, root: Path) -> str:
-    """A short digest of a data tree's ground truth (relative path and size of every file under gtFine/ for
-    Cityscapes, annotations/ for COCO): results and checkpoints keyed by it are not reused for other data."""
-    folder = root / ("gtFine" if kind == "cityscapes" else "annotations")
-    files = sorted((path.relative_to(root).as_posix(), path.stat().st_size) for path in folder.rglob("*") if path.is_file())
-    return hashlib.sha1(json.dumps(files).encode()).hexdigest()[:10]
+def _synthetic_source(preset: str, progress: bool) -> DataSource:
+    synth = SYNTHETIC_PRESETS[preset]
+    root = ensure_synthetic(synth, progress=progress)
+    digest = hashlib.sha1(json.dumps(synth.to_json(), sort_keys=True).encode()).hexdigest()[:10]
+    return DataSource(get_dataset("synthetic"), root, f"synthetic {synth.size[0]}x{synth.size[1]} "
+                      f"({synth.n_train} train / {synth.n_val} val, seed {synth.seed}, {digest})", preset)
 
 
-class SemanticTask:
-    """Cityscapes-layout semantic segmentation: train ids for training, the Cityscapes evaluator for scores."""
+# --- the task registry ------------------------------------------------------------------------------------
 
-    task = "semantic"
+_RUNNERS: dict[str, type[TaskRunner]] = {}
 
-    def __init__(self, source: DataSource) -> None:
-        self.source = source
+
+def register_task(name: str):
+    """Class decorator: the runner of task `name` (one of alignbench.tasks.TASKS)."""
+    def add(runner: type[TaskRunner]) -> type[TaskRunner]:
+        if name not in TASKS:
+            raise ValueError(f"task {name!r}: not one of {', '.join(TASKS)}")
+        if name in _RUNNERS:
+            raise ValueError(f"task {name!r} already has a runner")
+        _RUNNERS[name] = runner
+        return runner
+
+    return add
+
+
+def task_runner(task: str, source: DataSource, eval_split: str = "val") -> TaskRunner:
+    """The runner for `task` on `source`, evaluating `eval_split`."""
+    if task not in _RUNNERS:
+        raise UserError(f"unknown task {task!r}")
+    if not source.supports(task):
+        raise UserError(f"--data {source.spec or source.root}: {source.dataset.name} has no {task} data "
+                        f"(its tasks: {', '.join(source.dataset.tasks)})")
+    return _RUNNERS[task](task, source, eval_split)
+
+
+def default_recipe(task: str) -> str:
+    """The recipe of a model that no built-in suite runs (a composed or plugin model): its task runner's."""
+    return _RUNNERS[task].default_recipe
+
+
+class TaskRunner:
+    """How one task trains on and evaluates a data source: the builder keywords the data imply, the training set,
+    the evaluation of the eval split (vocabulary keys, plus per-image statistics under STATISTICS_KEY)."""
+
+    default_recipe = ""  # FaPN's schedule of the task: the setting the composed scaffolds (models.scaffolds) come from
+
+    def __init__(self, task: str, source: DataSource, eval_split: str = "val") -> None:
+        self.task, self.source, self.eval_split = task, source, eval_split
 
     def build_options(self, config: TrainConfig, budget: Budget | None = None) -> dict:
-        """Builder keywords for the task's data, the recipe's image size and the budget."""
-        return {}
+        raise NotImplementedError
 
     def training_set(self, config: TrainConfig, seed: int):
-        from alignbench.bench.data.cityscapes import CityscapesDataset
-        from alignbench.bench.train import SemanticTrainingSet, semantic_collate
+        raise NotImplementedError
 
-        return SemanticTrainingSet(CityscapesDataset(self.source.root, "train"), config, seed), semantic_collate
+    def evaluate(self, model, device: str, budget: Budget, input_size: tuple[int, int] | None = None, progress: bool = False) -> dict:
+        raise NotImplementedError
+
+
+@register_task("semantic")
+class SemanticTask(TaskRunner):
+    """Semantic segmentation on any semantic dataset: train ids for training, the dataset's label table for scores
+    (Cityscapes' rules on its classes; iIoU and category scores where the table defines them), boundary bands
+    stated at the dataset's native size."""
+
+    default_recipe = "fapn_semantic"
+
+    def __init__(self, task: str, source: DataSource, eval_split: str = "val") -> None:
+        super().__init__(task, source, eval_split)
+        self._class_weights: dict[str, list[float]] = {}
+        # the split to evaluate must be there before anything trains (a listing: no image is read)
+        source.dataset.frames(source.root, eval_split, require_images=False)
+
+    def build_options(self, config: TrainConfig, budget: Budget | None = None) -> dict:
+        """The class count of the dataset's label table, and the loss's class weights when the recipe asks."""
+        options: dict = {"num_classes": self.source.dataset.labels.num_train_ids}
+        if config.class_weighting != "none":
+            if config.class_weighting not in self._class_weights:
+                self._class_weights[config.class_weighting] = class_weights(self.source, config.class_weighting)
+            options["class_weights"] = self._class_weights[config.class_weighting]
+        return options
+
+    def training_set(self, config: TrainConfig, seed: int):
+        dataset, root = self.source.dataset, self.source.root
+        return SemanticTrainingSet(SemanticSplit.of(dataset, root, dataset.training_split(root)), config, seed), semantic_collate
 
     def evaluate(
         self, model, device: str, budget: Budget, input_size: tuple[int, int] | None = None, progress: bool = False
     ) -> dict:
-        """The vocabulary's semantic and boundary-band metrics on the val split (the budget's first images,
-        downscaled to its longest side), plus per-class IoU for the figures and the image count."""
-        from alignbench.bench.data.cityscapes import find_frames
-        from alignbench.bench.evaluation.loop import STATISTICS_KEY, FrameDataset, SemanticEvaluator, run_inference, semantic_predictor
-
-        frames = find_frames(self.source.root, "val")
+        """The vocabulary's semantic and boundary-band metrics on the eval split (the budget's first images,
+        downscaled to its longest side), plus per-class IoU for the figures, the bands' pixel shares and the
+        image count."""
+        dataset = self.source.dataset
+        frames = dataset.frames(self.source.root, self.eval_split)
         if budget.eval_max_images:
             frames = frames[: budget.eval_max_images]
-        (evaluator,) = run_inference(model, FrameDataset(frames), semantic_predictor(input_size, budget.eval_max_side),
-                                     [SemanticEvaluator()], device, progress)
+        evaluator = SemanticEvaluator(dataset.labels, band_reference_size=dataset.native_size)
+        run_inference(model, SemanticSplit(dataset, frames), semantic_predictor(input_size, budget.eval_max_side), [evaluator],
+                      device, progress)
         return {**semantic_metrics(evaluator.compute()), STATISTICS_KEY: evaluator.statistics()}
 
 
+CLASS_WEIGHTINGS = ("none", "sqrt_median_frequency")
+
+
+def class_weights(source: DataSource, weighting: str) -> list[float]:
+    """Loss weights per class from the training split's labels (rounded to 6 digits: part of the model's identity).
+
+    "sqrt_median_frequency": the square root of median frequency balancing (Eigen & Fergus, ICCV 2015, which SegNet
+    uses on CamVid): a class's frequency is its pixels over the pixels of the images it appears in, its weight
+    median(frequencies) / frequency; the square root halves the spread in log terms, so that the rarest classes
+    (poles, bicyclists) are not weighted 10-40 times the largest. A class absent from the split gets weight 1."""
+    if weighting not in CLASS_WEIGHTINGS:
+        raise UserError(f"class_weighting: expected one of {', '.join(CLASS_WEIGHTINGS)}, got {weighting!r}")
+    dataset = source.dataset
+    count = dataset.labels.num_train_ids
+    pixels, present_in = np.zeros(count, np.float64), np.zeros(count, np.float64)
+    for frame in dataset.frames(source.root, dataset.training_split(source.root), require_images=False):
+        train_ids = dataset.labels.train_id_of[dataset.read_label(frame)]
+        histogram = np.bincount(train_ids.ravel(), minlength=256)[:count]
+        pixels += histogram
+        present_in += (histogram > 0) * train_ids.size
+    seen = pixels > 0
+    frequency = np.divide(pixels, present_in, out=np.zeros(count), where=seen)
+    weights = np.ones(count)
+    weights[seen] = np.sqrt(np.median(frequency[seen]) / frequency[seen])
+    return [round(float(w), 6) for w in weights]
+
+
 def semantic_metrics(result) -> dict:
-    """A metrics.semantic.SemanticResult as vocabulary keys (through its `eval semantic` JSON), plus
-    `class_IoU` (for the per-class figures) and `n_images`."""
+    """A metrics.semantic.SemanticResult as vocabulary keys (through its `eval semantic` JSON), plus `class_IoU`
+    (for the per-class figures), `classes` (their train-id order), `band_share` and `band_width_px` (each band's
+    share of the evaluated pixels and the widths it had on the maps, which the report prints beside the band
+    scores) and `n_images`."""
     output = result.to_json()
-    metrics = vocabulary.extract({"semantic": output, "boundary": output}, vocabulary.task_metrics("semantic"))
-    return {**metrics, "class_IoU": dict(result.class_iou), "n_images": result.n_images}
-
-
-@dataclass(frozen=True)
-class CocoSplit:
-    """The COCO files of one split: instances JSON, panoptic JSON and PNG folder, image folder."""
-
-    instances_json: Path
-    panoptic_json: Path
-    panoptic_dir: Path
-    image_dir: Path
-
-
-def coco_split(source: DataSource, split: str) -> CocoSplit:
-    """COCO files of a split: exported once from the synthetic tree, or a COCO tree's own
-    (annotations/{instances,panoptic}_<split>.json, annotations/panoptic_<split>/, <split>/ images;
-    "train" / "val" also find COCO's train2017 / val2017)."""
-    if source.kind == "synthetic":
-        from alignbench.bench.data.coco import coco_paths, export_coco
-
-        out = source.root / "coco"
-        paths = coco_paths(out, split)
-        if not paths["panoptic_json"].exists():
-            export_coco(source.root, out, split)
-        return CocoSplit(paths["instances_json"], paths["panoptic_json"], paths["panoptic_dir"],
-                         source.root / "leftImg8bit" / split)
-    for name in (split, f"{split}2017"):
-        annotations = source.root / "annotations"
-        if (annotations / f"instances_{name}.json").exists() or (annotations / f"panoptic_{name}.json").exists():
-            return CocoSplit(annotations / f"instances_{name}.json", annotations / f"panoptic_{name}.json",
-                             annotations / f"panoptic_{name}", source.root / name)
-    raise UserError(f"{source.root}: no annotations/instances_{split}.json or panoptic_{split}.json (COCO layout)")
+    outputs = {"semantic": output, "boundary": output}
+    # the scores this dataset defines (no iIoU or category scores without instance classes and categories)
+    keys = [key for key in vocabulary.task_metrics("semantic") if vocabulary.defined_in(outputs, key)]
+    metrics = vocabulary.extract(outputs, keys)
+    return {**metrics, "class_IoU": dict(result.class_iou), "classes": list(result.class_iou),
+            "band_share": output["boundary_pixel_share"], "band_width_px": output["boundary_width_px"], "n_images": result.n_images}
 
 
 def first_images(dataset, limit: int | None):
     """A shallow copy of a CocoDetectionDataset or CocoPanopticDataset restricted, in memory, to the first
     `limit` images of its JSON (the smoke budget's evaluation); the dataset itself when it has no more."""
-    import copy
-
     images = dataset.data["images"]
     if limit is None or len(images) <= limit:
         return dataset
@@ -181,8 +262,6 @@ class DetectionSet(torch.utils.data.Dataset):
         return self.config.iterations * self.config.batch_size
 
     def __getitem__(self, k: int):
-        import numpy as np
-
         rng = np.random.default_rng([self.seed, k])
         sample = self.dataset[int(rng.integers(len(self.dataset)))]
         image, target = self.pair(sample) if self.pair else sample.to_torch()
@@ -211,25 +290,28 @@ def list_collate(items):
     return list(images), list(targets)
 
 
-class DetectionTask:
+@register_task("detection")
+@register_task("instance")
+class DetectionTask(TaskRunner):
     """Faster / Mask R-CNN on COCO-format data (the synthetic scenes' export, or a COCO tree): COCO AP.
 
-    The val split is read once: its categories give the model's class count and it is then evaluated.
+    The eval split is read once: its categories give the model's class count and it is then evaluated.
     """
 
-    def __init__(self, task: str, source: DataSource) -> None:
-        self.task, self.source = task, source
+    default_recipe = "fapn_detection"
+
+    def __init__(self, task: str, source: DataSource, eval_split: str = "val") -> None:
+        super().__init__(task, source, eval_split)
         self._val = None
 
     def _dataset(self, split: str):
-        from alignbench.bench.data.coco import CocoDetectionDataset
-
-        files = coco_split(self.source, split)
+        files = self.source.dataset.coco_files(self.source.root, split)
         return CocoDetectionDataset(files.instances_json, files.image_dir, with_masks=self.task == "instance")
 
     def val(self):
+        """The eval split (its name is `eval_split`; `val` is what it usually is)."""
         if self._val is None:
-            self._val = self._dataset("val")
+            self._val = self._dataset(self.eval_split)
         return self._val
 
     def build_options(self, config: TrainConfig, budget: Budget | None = None) -> dict:
@@ -242,9 +324,6 @@ class DetectionTask:
 
     def evaluate(self, model, device: str, budget: Budget, input_size=None, progress: bool = False) -> dict:
         """Box (and, for instance segmentation, mask) AP on the val split (the budget's first images)."""
-        from alignbench.bench.evaluation.detection import compute_on_main
-        from alignbench.bench.evaluation.loop import STATISTICS_KEY, CocoEvaluator, detector_predictor, run_inference
-
         dataset = first_images(self.val(), budget.eval_max_images)
         iou_types = ("bbox", "segm") if self.task == "instance" else ("bbox",)
         (evaluator,) = run_inference(model, dataset, detector_predictor, [CocoEvaluator(dataset.data, dataset.categories, iou_types)],
@@ -255,25 +334,25 @@ class DetectionTask:
         return {**metrics, STATISTICS_KEY: {"kind": np.array("coco"), **evaluator.statistics()}} if results else metrics
 
 
-class PanopticTask:
+@register_task("panoptic")
+class PanopticTask(TaskRunner):
     """Panoptic FPN on COCO panoptic data: PQ / SQ / RQ (All, Things, Stuff) and the box AP of its instances,
-    both from one inference pass over the val split (read once, also for the model's class counts)."""
+    both from one inference pass over the eval split (read once, also for the model's class counts)."""
 
-    task = "panoptic"
+    default_recipe = "fapn_detection"
 
-    def __init__(self, source: DataSource) -> None:
-        self.source = source
+    def __init__(self, task: str, source: DataSource, eval_split: str = "val") -> None:
+        super().__init__(task, source, eval_split)
         self._val = None
 
     def _dataset(self, split: str):
-        from alignbench.bench.data.coco import CocoPanopticDataset
-
-        files = coco_split(self.source, split)
+        files = self.source.dataset.coco_files(self.source.root, split)
         return CocoPanopticDataset(files.panoptic_json, files.panoptic_dir, files.image_dir)
 
     def val(self):
+        """The eval split."""
         if self._val is None:
-            self._val = self._dataset("val")
+            self._val = self._dataset(self.eval_split)
         return self._val
 
     def build_options(self, config: TrainConfig, budget: Budget | None = None) -> dict:
@@ -283,21 +362,15 @@ class PanopticTask:
         return _with_detector_options(options, budget)
 
     def training_set(self, config: TrainConfig, seed: int):
-        from alignbench.bench.evaluation.detection import panoptic_training_pair
-
         dataset = self._dataset("train")
         labels = dataset.semantic_labels()
         return DetectionSet(dataset, config, seed, pair=lambda s: panoptic_training_pair(s, dataset.things, labels)), list_collate
 
     def evaluate(self, model, device: str, budget: Budget, input_size=None, progress: bool = False) -> dict:
         """PQ, SQ, RQ, PQ (things / stuff) and, when the split has an instances JSON, box AP against it."""
-        from alignbench.bench.data.coco import load_json
-        from alignbench.bench.evaluation.detection import compute_on_main
-        from alignbench.bench.evaluation.loop import STATISTICS_KEY, CocoEvaluator, PanopticEvaluator, detector_predictor, run_inference
-
         dataset = first_images(self.val(), budget.eval_max_images)
         evaluators = [PanopticEvaluator(dataset)]
-        instances_json = coco_split(self.source, "val").instances_json
+        instances_json = self.source.dataset.coco_files(self.source.root, self.eval_split).instances_json
         if instances_json.exists():
             ground_truth = ground_truth_of(load_json(instances_json, "COCO instances JSON"), dataset.images)
             evaluators.append(CocoEvaluator(ground_truth, dataset.things, ("bbox",)))
@@ -317,14 +390,3 @@ def _with_detector_options(options: dict, budget: Budget | None) -> dict:
     if budget is not None and budget.detector_options:
         options["rcnn_options"] = dict(budget.detector_options)
     return options
-
-
-def task_runner(task: str, source: DataSource):
-    """The runner for `task` on `source`."""
-    if task == "semantic":
-        return SemanticTask(source)
-    if task in ("detection", "instance"):
-        return DetectionTask(task, source)
-    if task == "panoptic":
-        return PanopticTask(source)
-    raise UserError(f"unknown task {task!r}")

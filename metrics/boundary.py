@@ -10,6 +10,10 @@ Definition (ours: FaPN publishes no code for its Table 2, so this is stated here
   nearest boundary pixel is <= n; boundary pixels themselves are at distance 0.
 * Boundary-band mIoU(n) is the Cityscapes-style mIoU of one dataset-level confusion matrix accumulated
   over band pixels only (see metrics.semantic).
+* Widths are stated in pixels at a reference size: FaPN's 3/5/8/12 px are pixels of Cityscapes' 1024x2048
+  frames. A map of another size gets widths scaled by the ratio of the image diagonals, rounded up, and at
+  least 1 px for a positive width (`scaled_widths`): at 128x256, 3/5/8/12 px become 1/1/1/2 px, the narrowest
+  bands a map of that size has. Without a reference size the widths are pixels of each map as given.
 
 Three implementations give identical bands (the tests check each against brute force): for numpy
 input, chained dilations by exact Euclidean disks (fastest for a few narrow bands) or OpenCV's exact distance
@@ -41,6 +45,22 @@ def validate_bands(bands: Sequence[int]) -> tuple[int, ...]:
     if not widths or widths[0] < 0 or any(int(b) != b for b in bands):
         raise ValueError(f"band widths must be non-negative integers, got {list(bands)}")
     return widths
+
+
+def scaled_widths(
+    bands: Sequence[int], size: tuple[int, int], reference_size: tuple[int, int] | None
+) -> tuple[int, ...]:
+    """The band widths, stated at `reference_size` (H, W), for a map of `size` (H, W), in the order given.
+
+    Scaled by the ratio of the diagonals, rounded up, at least 1 px for a positive width (a 0 px band, the
+    boundary pixels alone, stays 0); unchanged without a reference size or at it. Widths may coincide after
+    scaling (3 and 5 px at 1/8 of the size are both 1 px).
+    """
+    if reference_size is None or tuple(size) == tuple(reference_size):
+        return tuple(int(width) for width in bands)
+    scale = math.hypot(*size) / math.hypot(*reference_size)
+    # the 1e-9 keeps an exact product (8 px at half the size: 4.0) from rounding up to the next pixel
+    return tuple(0 if width == 0 else max(1, math.ceil(width * scale - 1e-9)) for width in bands)
 
 
 def boundary_mask(

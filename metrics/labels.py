@@ -1,9 +1,15 @@
-"""Label tables the semantic metrics are defined over (Cityscapes, from cityscapesscripts' own table).
+"""Label tables the semantic metrics are defined over.
 
-The table itself is never re-typed here: names, ids, train ids, categories, `hasInstances`,
-`ignoreInEval` and colours all come from `cityscapesscripts.helpers.labels`. The only numbers copied are
-the average instance sizes that weight iIoU, which live in the evaluation module that must not be
-imported at run time (it calls `np.in1d`, removed in NumPy 2.4).
+Two kinds, one class (`LabelSpec`):
+
+* Cityscapes (`CITYSCAPES`), from cityscapesscripts' own table: label ids 0..33, of which 19 are evaluated,
+  with categories and instance classes (iIoU). The table itself is never re-typed here: names, ids, train
+  ids, categories, `hasInstances`, `ignoreInEval` and colours all come from `cityscapesscripts.helpers.labels`.
+  The only numbers copied are the average instance sizes that weight iIoU, which live in the evaluation module
+  that must not be imported at run time (it calls `np.in1d`, removed in NumPy 2.4).
+* A plain class list (`class_table`): ids 0..C-1 are the evaluated classes (= train ids) and id C stands for
+  every ignored value. Any dataset's labels map onto it (ADE20K's "reduce zero label", VOC's 255, CamVid's
+  void); it has no categories and no instance classes, so iIoU and category scores are not defined on it.
 """
 
 from __future__ import annotations
@@ -52,6 +58,26 @@ class LabelSpec:
     @property
     def num_ids(self) -> int:
         return len(self.names)
+
+    @cached_property
+    def classes(self) -> tuple[str, ...]:
+        """The evaluated class names in train-id order (index = train id): what models predict."""
+        return tuple(self.names[i] for i in sorted(self.evaluated_ids, key=lambda i: self.train_id_of[i]))
+
+    @cached_property
+    def class_colors(self) -> np.ndarray:
+        """uint8 (classes, 3) RGB colour of each class, in train-id order."""
+        return self.colors[self.label_id_of_train_id[: self.num_train_ids]]
+
+    @property
+    def defines_instance_scores(self) -> bool:
+        """Whether iIoU is defined: some evaluated class has instances (Cityscapes: person, car, ...)."""
+        return bool((self.has_instances & self.evaluated).any())
+
+    @property
+    def defines_categories(self) -> bool:
+        """Whether category scores are defined (Cityscapes' flat, human, vehicle, ...)."""
+        return bool(self.categories)
 
     @cached_property
     def evaluated_ids(self) -> np.ndarray:
@@ -137,7 +163,51 @@ def _cityscapes_spec() -> LabelSpec:
 
 CITYSCAPES = _cityscapes_spec()
 
-CITYSCAPES_CLASSES = tuple(
-    CITYSCAPES.names[i] for i in sorted(CITYSCAPES.evaluated_ids, key=lambda i: CITYSCAPES.train_id_of[i])
-)
-"""The 19 evaluated class names in train-id order (index = train id)."""
+
+def default_palette(count: int) -> np.ndarray:
+    """uint8 (count, 3) RGB colours: PASCAL VOC's colour map (the devkit's `VOClabelcolormap.m`: the bits of
+    the index spread over the high bits of R, G and B), which is VOC's own palette and a fair default for
+    any class list that states none."""
+    colors = np.zeros((count, 3), dtype=np.uint8)
+    for index in range(count):
+        value, shift = index, 7
+        while value:
+            for channel in range(3):
+                colors[index, channel] |= ((value >> channel) & 1) << shift
+            value >>= 3
+            shift -= 1
+    return colors
+
+
+def class_table(
+    names: tuple[str, ...] | list[str],
+    palette: np.ndarray | list | None = None,
+    ignored_name: str = "ignored",
+    ignored_color: tuple[int, int, int] = (0, 0, 0),
+) -> LabelSpec:
+    """The label table of a plain class list (module docstring): ids 0..C-1 are the classes, in train-id order,
+    and id C is every ignored value (train id 255). `palette`: (C, 3) RGB, default `default_palette`."""
+    names = tuple(str(name) for name in names)
+    if len(names) < 1:
+        raise ValueError("a class table needs at least one class")
+    if len(set(names)) != len(names):
+        duplicate = next(name for name in names if names.count(name) > 1)
+        raise ValueError(f"class {duplicate!r} is listed twice")
+    if len(names) > 254:
+        raise ValueError(f"{len(names)} classes: at most 254 fit the uint8 label maps the metrics use")
+    if ignored_name in names:
+        raise ValueError(f"{ignored_name!r} names a class; choose another name for the ignored id")
+    colors = default_palette(len(names)) if palette is None else np.asarray(palette)
+    if colors.shape != (len(names), 3) or colors.min(initial=0) < 0 or colors.max(initial=0) > 255:
+        raise ValueError(f"palette: expected {len(names)} RGB triples of 0..255, got shape {colors.shape}")
+    count = len(names)
+    return LabelSpec(
+        names=names + (ignored_name,),
+        category_of=("",) * (count + 1),
+        evaluated=np.array([True] * count + [False]),
+        has_instances=np.zeros(count + 1, dtype=bool),
+        train_id_of=np.array(list(range(count)) + [IGNORE_TRAIN_ID], dtype=np.uint8),
+        colors=np.concatenate([colors.astype(np.uint8), np.asarray([ignored_color], dtype=np.uint8)]),
+        avg_class_size={},
+        categories=(),
+    )

@@ -17,7 +17,14 @@ The scores are those of cityscapesscripts 2.3.0 `evaluateImgLists` (evalPixelLev
 Weighted instance terms are summed with `math.fsum` (exactly rounded), so results do not depend on image
 order or on how shards are merged; they agree with cityscapesscripts' running sum to ~1e-15.
 
-Boundary-band mIoU (definition in metrics.boundary) accumulates one extra confusion matrix per band.
+Boundary-band mIoU (definition in metrics.boundary) accumulates one extra confusion matrix per band; the
+band widths are scaled to each map's size when a reference size is given (`band_reference_size`), and every
+result says which widths were used and what share of the evaluated pixels each band holds: a band that holds
+most of the image measures the image, not its boundaries.
+
+Any label table of metrics.labels works: Cityscapes' (label ids 0..33, with iIoU and category scores) or a
+plain class list (ids 0..C-1 and one ignored id), which defines no iIoU and no category scores; its results
+leave those keys out.
 """
 
 from __future__ import annotations
@@ -62,24 +69,34 @@ class SemanticResult:
     boundary_class_iou: dict[int, dict[str, float]]
     n_images: int
     confusion: np.ndarray = field(repr=False)
+    boundary_pixel_share: dict[int, float] = field(default_factory=dict)  # band -> its pixels / evaluated pixels
+    boundary_width_px: dict[int, tuple[int, ...]] = field(default_factory=dict)  # band -> widths used on the maps
+    defines_instance_scores: bool = True  # the label table has instance classes: iIoU is defined
+    defines_categories: bool = True  # the label table has categories: category scores are defined
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON contract of `alignbench eval semantic` (README "Semantic evaluation"); NaN becomes null."""
-        return {
-            "mIoU": self.miou,
-            "iIoU": self.iiou,
-            "IoU_category": self.iou_category,
-            "iIoU_category": self.iiou_category,
-            "class_IoU": dict(self.class_iou),
-            "class_iIoU": dict(self.class_iiou),
-            "category_IoU": dict(self.category_iou),
-            "category_iIoU": dict(self.category_iiou),
-            "boundary_mIoU": {str(width): value for width, value in self.boundary_miou.items()},
-            "boundary_class_IoU": {
-                str(width): dict(values) for width, values in self.boundary_class_iou.items()
-            },
-            "n_images": self.n_images,
-        }
+        """The JSON contract of `alignbench eval semantic` (README "Semantic evaluation"); NaN becomes null.
+        iIoU and category keys appear only for label tables that define them (Cityscapes)."""
+        output: dict[str, Any] = {"mIoU": self.miou}
+        if self.defines_instance_scores:
+            output["iIoU"] = self.iiou
+        if self.defines_categories:
+            output["IoU_category"] = self.iou_category
+            if self.defines_instance_scores:
+                output["iIoU_category"] = self.iiou_category
+        output["class_IoU"] = dict(self.class_iou)
+        if self.defines_instance_scores:
+            output["class_iIoU"] = dict(self.class_iiou)
+        if self.defines_categories:
+            output["category_IoU"] = dict(self.category_iou)
+            if self.defines_instance_scores:
+                output["category_iIoU"] = dict(self.category_iiou)
+        output["boundary_mIoU"] = {str(width): value for width, value in self.boundary_miou.items()}
+        output["boundary_class_IoU"] = {str(width): dict(values) for width, values in self.boundary_class_iou.items()}
+        output["boundary_pixel_share"] = {str(width): value for width, value in self.boundary_pixel_share.items()}
+        output["boundary_width_px"] = {str(width): list(used) for width, used in self.boundary_width_px.items()}
+        output["n_images"] = self.n_images
+        return output
 
 
 class SemanticAccumulator:
@@ -88,8 +105,11 @@ class SemanticAccumulator:
     Args:
         spec: the label table (Cityscapes by default).
         bands: boundary band widths in pixels; empty for none.
-        pred_ids: "label" when predictions hold label ids (0..33), "train" for train ids (0..18, 255).
+        pred_ids: "label" when predictions hold the table's label ids (Cityscapes 0..33), "train" for train
+            ids (Cityscapes 0..18, 255).
         instance_boundaries: also treat instance outlines as boundaries for the bands.
+        band_reference_size: (H, W) at which the band widths are stated; maps of another size get scaled widths
+            (metrics.boundary.scaled_widths). None: the widths are pixels of each map as given.
 
     `update` takes numpy arrays or torch tensors; CUDA tensors are processed on their device and only
     the small per-image counts come back to the host. The state is plain numpy, so accumulators pickle
@@ -102,6 +122,7 @@ class SemanticAccumulator:
         bands: Sequence[int] = bands_module.DEFAULT_BANDS,
         pred_ids: str = "label",
         instance_boundaries: bool = False,
+        band_reference_size: tuple[int, int] | None = None,
     ) -> None:
         if pred_ids not in ("label", "train"):
             raise ValueError(f"pred_ids must be 'label' or 'train', got {pred_ids!r}")
@@ -109,6 +130,7 @@ class SemanticAccumulator:
         self.bands = bands_module.validate_bands(bands) if len(bands) else ()
         self.pred_ids = pred_ids
         self.instance_boundaries = instance_boundaries
+        self.band_reference_size = tuple(band_reference_size) if band_reference_size is not None else None
         self.reset()
 
     # --- state ---------------------------------------------------------------------------------------
@@ -120,13 +142,17 @@ class SemanticAccumulator:
         # one row per gt instance: class id, weighted TP, weighted FN, weighted category TP / FN
         self._instance_rows: list[np.ndarray] = []
         self.n_images = 0
+        self.widths_used: list[set[int]] = [set() for _ in self.bands]  # per band: the scaled widths applied
 
     def merge(self, other: SemanticAccumulator) -> SemanticAccumulator:
         """Add another accumulator's state (same label table and bands) to this one."""
         if other.spec is not self.spec and other.spec.names != self.spec.names:
             raise ValueError("cannot merge accumulators over different label tables")
-        if other.bands != self.bands:
-            raise ValueError(f"cannot merge accumulators with bands {self.bands} and {other.bands}")
+        if other.bands != self.bands or other.band_reference_size != self.band_reference_size:
+            raise ValueError(f"cannot merge accumulators with bands {self.bands} and {other.bands} "
+                             f"(stated at {self.band_reference_size} and {other.band_reference_size})")
+        for mine, theirs in zip(self.widths_used, other.widths_used):
+            mine |= theirs
         self.confusion += other.confusion
         self.band_confusion += other.band_confusion
         self._instance_rows.extend(other._instance_rows)
@@ -178,23 +204,32 @@ class SemanticAccumulator:
             raise InvalidMapError("prediction", f"prediction must hold integers, got {pred.dtype}")
         gt = self._as_uint8("ground truth", gt, n)
         pred = self._prediction_to_label_ids_numpy(pred)
-        n_bands = len(self.bands)
-        if n_bands:
+        widths, band_of = self._widths_for(gt.shape)
+        if widths:
             boundary = bands_module.boundary_mask(
                 gt, spec.evaluated, instances if self.instance_boundaries else None
             )
-            levels = bands_module.band_levels(boundary, self.bands)
+            levels = bands_module.band_levels(boundary, widths)
         else:
             levels = np.zeros_like(gt)
-        counts = _joint_histogram(gt, pred, levels, n, n_bands + 1)  # [gt, pred, level]
+        counts = _joint_histogram(gt, pred, levels, n, len(widths) + 1)  # [gt, pred, level]
         self.confusion += counts.sum(axis=2)
-        if n_bands:
+        if widths:
             # only evaluated pixels belong to bands: the rows of ignored gt ids are left out
-            in_bands = counts[:, :, :n_bands] * spec.evaluated[:, None, None]
-            self.band_confusion += np.cumsum(np.moveaxis(in_bands, 2, 0), axis=0)
+            in_bands = counts[:, :, : len(widths)] * spec.evaluated[:, None, None]
+            self.band_confusion += np.cumsum(np.moveaxis(in_bands, 2, 0), axis=0)[band_of]
         if instances is not None:
             self._add_instances_numpy(pred, instances)
         self.n_images += 1
+
+    def _widths_for(self, size: tuple[int, int]) -> tuple[tuple[int, ...], list[int]]:
+        """The distinct band widths for a map of `size` (scaled, ascending) and, per band, the index of its width
+        among them; records the widths used."""
+        scaled = bands_module.scaled_widths(self.bands, size, self.band_reference_size)
+        widths = tuple(sorted(set(scaled)))
+        for used, width in zip(self.widths_used, scaled):
+            used.add(width)
+        return widths, [widths.index(width) for width in scaled]
 
     def _as_uint8(self, which: str, values: np.ndarray, limit: int) -> np.ndarray:
         """Range-check a map against 0..limit-1 and return it as contiguous uint8."""
@@ -308,16 +343,17 @@ class SemanticAccumulator:
         pair = gt * n + pred
         self.confusion += torch.bincount(pair.flatten(), minlength=n * n).reshape(n, n).cpu().numpy()
 
-        if self.bands:
+        widths, band_of = self._widths_for(tuple(gt.shape))
+        if widths:
             evaluated = torch.as_tensor(spec.evaluated, device=device)
             boundary = bands_module.boundary_mask_torch(
                 gt, evaluated, torch.as_tensor(instances, device=device) if self.instance_boundaries and instances is not None else None
             )
-            levels = bands_module.band_levels_torch(boundary, self.bands).long()
-            inside = evaluated[gt] & (levels < len(self.bands))
+            levels = bands_module.band_levels_torch(boundary, widths).long()
+            inside = evaluated[gt] & (levels < len(widths))
             index = levels[inside] * (n * n) + pair[inside]
-            per_level = torch.bincount(index, minlength=len(self.bands) * n * n).reshape(-1, n, n)
-            self.band_confusion += torch.cumsum(per_level, dim=0).cpu().numpy()
+            per_level = torch.bincount(index, minlength=len(widths) * n * n).reshape(-1, n, n)
+            self.band_confusion += torch.cumsum(per_level, dim=0).cpu().numpy()[band_of]
 
         if instances is not None:
             instances = torch.as_tensor(instances, device=device)
@@ -383,6 +419,9 @@ class SemanticAccumulator:
         boundary_class_iou = {
             width: _class_scores(self.band_confusion[level], spec) for level, width in enumerate(self.bands)
         }
+        evaluated_pixels = int(confusion[spec.evaluated_ids].sum())
+        pixel_share = {width: _ratio(int(self.band_confusion[level][spec.evaluated_ids].sum()), evaluated_pixels)
+                       for level, width in enumerate(self.bands)}
         return SemanticResult(
             class_iou=class_iou,
             class_iiou=class_iiou,
@@ -396,6 +435,10 @@ class SemanticAccumulator:
             boundary_class_iou=boundary_class_iou,
             n_images=self.n_images,
             confusion=confusion.copy(),
+            boundary_pixel_share=pixel_share,
+            boundary_width_px={width: tuple(sorted(used)) for width, used in zip(self.bands, self.widths_used)},
+            defines_instance_scores=spec.defines_instance_scores,
+            defines_categories=spec.defines_categories,
         )
 
     def _weighted_instance_sums(self) -> dict[str, dict]:

@@ -27,8 +27,46 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-EVALUATORS = ("semantic", "boundary", "coco", "panoptic", "complexity", "speed")
-TASKS = ("semantic", "detection", "instance", "panoptic")
+from alignbench.tasks import TASKS
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """What produces metrics: `measures` says what it needs, "accuracy" (a trained model's outputs on the data),
+    "speed" (a built model, timed) or "complexity" (the model's definition alone: nothing is trained or run)."""
+
+    name: str
+    measures: str
+    description: str
+
+
+_EVALUATORS: dict[str, Evaluator] = {}
+
+
+def register_evaluator(name: str, measures: str, description: str) -> Evaluator:
+    """Add an evaluator to the vocabulary (metrics name it as their `evaluator`)."""
+    if measures not in ("accuracy", "speed", "complexity"):
+        raise ValueError(f"evaluator {name!r}: measures must be accuracy, speed or complexity, got {measures!r}")
+    if name in _EVALUATORS:
+        raise ValueError(f"evaluator {name!r} is already registered")
+    _EVALUATORS[name] = Evaluator(name, measures, description)
+    return _EVALUATORS[name]
+
+
+register_evaluator("semantic", "accuracy", "metrics.semantic: mIoU, iIoU and category scores")
+register_evaluator("boundary", "accuracy", "metrics.semantic with metrics.boundary: boundary-band mIoU")
+register_evaluator("coco", "accuracy", "metrics.coco: COCOeval's AP of boxes and masks")
+register_evaluator("panoptic", "accuracy", "metrics.panoptic: PQ, SQ, RQ")
+register_evaluator("complexity", "complexity", "the harness's counts: parameters and GMACs")
+register_evaluator("speed", "speed", "the harness's timing: latency and FPS")
+
+#: name -> Evaluator, in registration order
+EVALUATORS: Mapping[str, Evaluator] = MappingProxyType(_EVALUATORS)
+
+
+def evaluators_measuring(*kinds: str) -> tuple[str, ...]:
+    """The names of the evaluators whose `measures` is one of `kinds` (e.g. "accuracy")."""
+    return tuple(name for name, evaluator in EVALUATORS.items() if evaluator.measures in kinds)
 
 
 @dataclass(frozen=True)
@@ -41,7 +79,7 @@ class Metric:
         unit: "%", "M" (millions), "GMACs", "FPS", "ms" or "" (a plain number).
         fraction: measured values are fractions in [0, 1], shown in percent (x 100).
         higher_is_better: for bold "best" cells; False for parameters, GMACs and latency.
-        evaluator: one of EVALUATORS, or None for a number only the papers print.
+        evaluator: a name of EVALUATORS, or None for a number only the papers print.
         tasks: the tasks whose runs produce it (empty for paper-only numbers).
         source: dotted path(s) into the evaluator's JSON output; with several paths the value is the mean
             of their finite values (e.g. the mean over boundary bands).
@@ -116,6 +154,7 @@ _ENTRIES = [
 #: key -> Metric, in the order above
 METRICS: Mapping[str, Metric] = MappingProxyType({metric.key: metric for metric in _ENTRIES})
 assert len(METRICS) == len(_ENTRIES), "a metric key is defined twice"
+assert all(metric.evaluator in (*EVALUATORS, None) for metric in _ENTRIES), "a metric names an unregistered evaluator"
 
 
 def metric(key: str) -> Metric:
@@ -138,13 +177,24 @@ def of_evaluators(keys: Iterable[str], *evaluators: str) -> set[str]:
     return {key for key in keys if metric(key).evaluator in evaluators}
 
 
-def _lookup(output: Mapping[str, Any], path: str) -> Any:
+def _lookup(output: Mapping[str, Any], path: str, missing: Any = None) -> Any:
     value: Any = output
     for part in path.split("."):
         if not isinstance(value, Mapping) or part not in value:
-            return None
+            return missing
         value = value[part]
     return value
+
+
+def defined_in(outputs: Mapping[str, Mapping[str, Any]], key: str) -> bool:
+    """Whether the evaluator outputs define `key` at all (a null is defined: an undefined score of this data); False
+    for a score the data has no notion of, e.g. iIoU on a dataset without instances, whose output leaves it out."""
+    entry = metric(key)
+    output = outputs.get(entry.evaluator)
+    if output is None:
+        return False
+    sentinel = object()
+    return any(_lookup(output, path, sentinel) is not sentinel for path in entry.source)
 
 
 def extract(outputs: Mapping[str, Mapping[str, Any]], keys: Iterable[str] | None = None) -> dict[str, float]:

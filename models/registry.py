@@ -23,11 +23,9 @@ import torch
 from torch import nn
 
 from alignbench.models.checkpoints import builder_defaults, load_checkpoint, read_checkpoint
+from alignbench.tasks import TASKS
 
 logger = logging.getLogger(__name__)
-
-TASKS = ("semantic", "detection", "instance", "panoptic")
-
 
 @dataclass(frozen=True)
 class ModelInfo:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -160,6 +160,7 @@ def build_pyramid_segmenter(
     coarse_pred_each_layer: bool = False,
     point_fc_dim: int = 256,
     point_num_fc: int = 3,
+    class_weights: Sequence[float] | None = None,
 ) -> PyramidSegmenter:
     """ResNet + `neck` + PointRend (default) or Semantic-FPN head, the FaPN Table 1 / 4 setting.
 
@@ -168,10 +169,13 @@ def build_pyramid_segmenter(
     `backbone_style="detectron2"` builds detectron2's MSRA ResNet and its input convention (FaPN's released
     checkpoints; chosen automatically for detectron2 files and `.pkl` backbone weights); `neck_channels` and
     `head_channels` may be lowered for quick experiments (neck_channels a multiple of the 8 deformable
-    groups, head_channels a multiple of 32 for GroupNorm(32)).
+    groups, head_channels a multiple of 32 for GroupNorm(32)). `class_weights` (Semantic-FPN head only) weight the
+    training loss per class (e.g. by class frequency, as SegNet trains on CamVid).
     """
     if head not in SEMANTIC_HEADS:
         raise ValueError(f"head: expected one of {SEMANTIC_HEADS}, got {head!r}")
+    if class_weights is not None and head != "semantic_fpn":
+        raise ValueError("class_weights: only the Semantic-FPN head weights its loss by class")
     backbone = ResNetBackbone(
         depth, frozen_bn=frozen_bn, freeze_stem=freeze_stem, weights=backbone_weights, style=backbone_style
     )
@@ -192,7 +196,8 @@ def build_pyramid_segmenter(
             subdivision_num_points=subdivision_num_points,
         )
     else:
-        head_module = SemanticFPNHead(pyramid.out_channels, pyramid.strides, num_classes, channels=head_channels)
+        head_module = SemanticFPNHead(pyramid.out_channels, pyramid.strides, num_classes, channels=head_channels,
+                                      class_weights=class_weights)
     model = PyramidSegmenter(backbone, pyramid, head_module, num_classes)
     if backbone.style == "detectron2":
         model.use_detectron2_input()

@@ -12,7 +12,9 @@ Conventions (the same in every function):
   the vertical component y (positive: down, image rows), in pixels of the flow's own grid. A flow
   vector at a pixel points to where that pixel's feature is taken from (SFNet's warp samples the coarse
   map at p + flow(p); a deformable conv samples at its kernel point + offset).
-- label maps: Cityscapes *train ids* (0..18, 255 = ignored), as the models predict them.
+- label maps: *train ids* (0..C-1, 255 = ignored), as the models predict them, of a label table `labels`
+  (metrics.labels.LabelSpec: a dataset's `dataset.labels`, which gives class names and colours; default
+  Cityscapes, whose train ids are 0..18).
 - scores (IoU, mIoU) are fractions in [0, 1]; the figures print them in percent, as the papers do.
 
 Middlebury colour coding (Baker et al., "A Database and Evaluation Methodology for Optical Flow",
@@ -36,18 +38,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.patches import Patch
 from matplotlib.quiver import Quiver
 
-from alignbench.metrics.boundary import DEFAULT_BANDS, band_levels, boundary_mask, validate_bands
-from alignbench.metrics.labels import CITYSCAPES, CITYSCAPES_CLASSES, IGNORE_TRAIN_ID
+from alignbench.metrics.boundary import DEFAULT_BANDS, band_levels, boundary_mask, scaled_widths, validate_bands
+from alignbench.metrics.labels import CITYSCAPES, IGNORE_TRAIN_ID, LabelSpec
 
 log = logging.getLogger(__name__)
 
-NUM_CLASSES = len(CITYSCAPES_CLASSES)
 # Middlebury colour-wheel transitions (colorcode.cpp, see the module docstring): steps per segment.
 WHEEL_SEGMENTS = (("RY", 15), ("YG", 6), ("GC", 4), ("CB", 11), ("BM", 13), ("MR", 6))
 HEATMAP_CMAP = "jet"  # SFNet Fig. 2: "larger values are denoted by hot colors"
@@ -94,12 +96,13 @@ def as_flow(flow: Any) -> np.ndarray:
     return array
 
 
-def as_label_map(labels: Any, what: str = "labels") -> np.ndarray:
-    """(H, W) int64 train ids, checked to be 0..18 or 255."""
+def as_label_map(labels: Any, what: str = "labels", table: LabelSpec = CITYSCAPES) -> np.ndarray:
+    """(H, W) int64 train ids, checked to be 0..C-1 (C classes of `table`) or 255."""
     array = _squeeze_batch(as_array(labels), 2, what).astype(np.int64)
-    bad = ((array >= NUM_CLASSES) & (array != IGNORE_TRAIN_ID)) | (array < 0)
+    count = table.num_train_ids
+    bad = ((array >= count) & (array != IGNORE_TRAIN_ID)) | (array < 0)
     if bad.any():
-        raise ValueError(f"{what}: train ids must be 0..{NUM_CLASSES - 1} or {IGNORE_TRAIN_ID}, found {int(array[bad][0])}")
+        raise ValueError(f"{what}: train ids must be 0..{count - 1} or {IGNORE_TRAIN_ID}, found {int(array[bad][0])}")
     return array
 
 
@@ -274,51 +277,57 @@ def draw_quiver(
 # --- label colours, errors, bands -------------------------------------------------------------------------
 
 
-def colorize(train_ids: Any) -> np.ndarray:
-    """(H, W, 3) uint8 Cityscapes colours of a train-id map (ignored pixels: black, Cityscapes' 'unlabeled')."""
-    labels = as_label_map(train_ids)
-    label_ids = CITYSCAPES.label_id_of_train_id[labels]
-    return CITYSCAPES.colors[label_ids]
+def colorize(train_ids: Any, labels: LabelSpec = CITYSCAPES) -> np.ndarray:
+    """(H, W, 3) uint8 colours of a train-id map in the table's palette (ignored pixels: the colour of its ignored
+    id, black for Cityscapes' 'unlabeled')."""
+    train = as_label_map(train_ids, table=labels)
+    return labels.colors[labels.label_id_of_train_id[train]]
 
 
-def error_map(prediction: Any, ground_truth: Any, ignore_color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
+def error_map(prediction: Any, ground_truth: Any, ignore_color: Sequence[int] = (0, 0, 0), labels: LabelSpec = CITYSCAPES) -> np.ndarray:
     """(H, W, 3) uint8 error map (SFNet Fig. 6(a)): correct pixels black, wrong pixels in the colour of
     their ground-truth class. Pixels whose ground truth is ignored are not errors (the Cityscapes
     evaluation does not score them), so they get `ignore_color`: black by default, pass e.g. a grey
     (128, 128, 128) to see where they are."""
-    pred = as_label_map(prediction, "prediction")
-    gt = as_label_map(ground_truth, "ground truth")
+    pred = as_label_map(prediction, "prediction", labels)
+    gt = as_label_map(ground_truth, "ground truth", labels)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size")
     out = np.zeros(gt.shape + (3,), dtype=np.uint8)
     wrong = (pred != gt) & (gt != IGNORE_TRAIN_ID)
-    out[wrong] = colorize(gt)[wrong]
+    out[wrong] = colorize(gt, labels)[wrong]
     out[gt == IGNORE_TRAIN_ID] = np.asarray(ignore_color, dtype=np.uint8)
     return out
 
 
-def boundary_bands(ground_truth: Any, bands: Sequence[int] = DEFAULT_BANDS) -> np.ndarray:
+def boundary_bands(ground_truth: Any, bands: Sequence[int] = DEFAULT_BANDS, *, labels: LabelSpec = CITYSCAPES,
+                   reference_size: tuple[int, int] | None = None) -> np.ndarray:
     """(H, W) uint8: index of the narrowest boundary band holding each pixel, len(bands) for none.
 
     The bands of boundary-band mIoU (metrics.boundary): boundary pixels are evaluated pixels with an
-    8-neighbour of another evaluated class; band n holds evaluated pixels within Euclidean distance n.
+    8-neighbour of another evaluated class; band n holds evaluated pixels within Euclidean distance n, the widths
+    stated at `reference_size` (a dataset's native size) and scaled to the map's size as the evaluation does.
     Train ids give the same boundaries as label ids (evaluated label ids and train ids correspond one to
     one); ignored pixels are in no band. Indices refer to the widths sorted ascending
-    (metrics.boundary.validate_bands), as everywhere in this module.
+    (metrics.boundary.validate_bands), as everywhere in this module (bands that coincide after scaling share
+    their pixels).
     """
     widths = validate_bands(bands)
-    gt = as_label_map(ground_truth, "ground truth")
-    evaluated = np.arange(256) < NUM_CLASSES  # by train id: 0..18 are scored, 255 is not
+    gt = as_label_map(ground_truth, "ground truth", labels)
+    evaluated = np.arange(256) < labels.num_train_ids  # by train id: 0..C-1 are scored, 255 is not
     boundary = boundary_mask(gt.astype(np.uint8), evaluated)
-    levels = band_levels(boundary, widths)
+    scaled = scaled_widths(widths, gt.shape, reference_size)
+    distinct = tuple(sorted(set(scaled)))
+    distinct_levels = band_levels(boundary, distinct)
+    # band j holds the pixels of its scaled width: the first band index with that width, for the nested levels
+    first_band = np.array([scaled.index(width) for width in distinct] + [len(widths)], dtype=np.uint8)
+    levels = first_band[distinct_levels]
     levels[gt == IGNORE_TRAIN_ID] = len(widths)
     return levels
 
 
 def band_colors(n: int) -> np.ndarray:
     """(n, 3) uint8 colours of nested bands, narrowest first (a sequential colormap)."""
-    from matplotlib import colormaps
-
     samples = colormaps[BAND_CMAP](np.linspace(0.15, 0.85, n) if n > 1 else [0.5])[:, :3]
     return (samples * 255 + 0.5).astype(np.uint8)
 
@@ -330,13 +339,16 @@ def band_overlay(
     *,
     alpha: float = 0.6,
     colors: Any | None = None,
+    labels: LabelSpec = CITYSCAPES,
+    reference_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """(H, W, 3) uint8 image with the boundary bands blended in, each pixel in the colour of the narrowest
     band holding it (so every band n is the union of its colour and all narrower ones). `colors` is one
-    RGB row per band, narrowest first (default: `band_colors`)."""
+    RGB row per band, narrowest first (default: `band_colors`); `labels` and `reference_size` as in
+    `boundary_bands`."""
     rgb = as_rgb_image(image)
     widths = validate_bands(bands)
-    levels = boundary_bands(ground_truth, widths)
+    levels = boundary_bands(ground_truth, widths, labels=labels, reference_size=reference_size)
     if levels.shape != rgb.shape[:2]:
         raise ValueError(f"image {rgb.shape[:2]} and ground truth {levels.shape} differ in size")
     palette = band_colors(len(widths)) if colors is None else np.asarray(colors, dtype=np.uint8)
@@ -500,11 +512,11 @@ def flow_figure(
     return figure
 
 
-def _class_legend(figure: Figure, maps: Sequence[np.ndarray]) -> None:
-    """A legend of the Cityscapes classes present in `maps` (train ids), below the panels."""
+def _class_legend(figure: Figure, maps: Sequence[np.ndarray], labels: LabelSpec) -> None:
+    """A legend of the classes of `labels` present in `maps` (train ids), below the panels."""
     present = sorted(set(np.unique(np.concatenate([m.ravel() for m in maps]))) - {IGNORE_TRAIN_ID})
-    colors = CITYSCAPES.colors[CITYSCAPES.label_id_of_train_id[np.asarray(present, dtype=np.int64)]] / 255.0
-    handles = [Patch(color=tuple(c), label=CITYSCAPES_CLASSES[t]) for t, c in zip(present, colors)]
+    colors = labels.class_colors[np.asarray(present, dtype=np.int64)] / 255.0
+    handles = [Patch(color=tuple(c), label=labels.classes[t]) for t, c in zip(present, colors)]
     if handles:
         figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 7), fontsize=8, frameon=False)
 
@@ -516,18 +528,19 @@ def prediction_figure(
     *,
     scores: Mapping[str, float] | None = None,
     legend: bool = True,
+    labels: LabelSpec = CITYSCAPES,
 ) -> Figure:
-    """The image, the ground truth (if given) and each model's prediction side by side in Cityscapes
-    colours; `scores` (e.g. per-image mIoU, as FPT Fig. 5 prints on each image) go into the titles."""
+    """The image, the ground truth (if given) and each model's prediction side by side in the colours of
+    `labels`; `scores` (e.g. per-image mIoU, as FPT Fig. 5 prints on each image) go into the titles."""
     rgb = as_rgb_image(image)
-    maps = {name: as_label_map(p, f"prediction {name!r}") for name, p in predictions.items()}
+    maps = {name: as_label_map(p, f"prediction {name!r}", labels) for name, p in predictions.items()}
     panels: list[tuple[str, np.ndarray]] = [("image", rgb)]
     if ground_truth is not None:
-        gt = as_label_map(ground_truth, "ground truth")
-        panels.append(("ground truth", colorize(gt)))
-    for name, labels in maps.items():
+        gt = as_label_map(ground_truth, "ground truth", labels)
+        panels.append(("ground truth", colorize(gt, labels)))
+    for name, label_map in maps.items():
         score = f" (mIoU {100 * scores[name]:.1f})" if scores and name in scores else ""
-        panels.append((f"{name}{score}", colorize(labels)))
+        panels.append((f"{name}{score}", colorize(label_map, labels)))
     for name, picture in panels:
         if picture.shape[:2] != rgb.shape[:2]:
             raise ValueError(f"{name}: size {picture.shape[:2]} differs from the image {rgb.shape[:2]}")
@@ -536,7 +549,7 @@ def prediction_figure(
         ax.imshow(picture, interpolation="nearest")
         ax.set_title(name, fontsize=9)
     if legend:
-        _class_legend(figure, list(maps.values()) + ([gt] if ground_truth is not None else []))
+        _class_legend(figure, list(maps.values()) + ([gt] if ground_truth is not None else []), labels)
     return figure
 
 
@@ -547,19 +560,20 @@ def error_figure(
     *,
     ignore_color: Sequence[int] = (0, 0, 0),
     legend: bool = True,
+    labels: LabelSpec = CITYSCAPES,
 ) -> Figure:
     """Error maps of several models (SFNet Fig. 6(a)): black where right, the ground-truth colour where
     wrong (ignored pixels in `ignore_color`, see `error_map`); titles give the share of evaluated pixels
     predicted wrong."""
     rgb = as_rgb_image(image)
-    gt = as_label_map(ground_truth, "ground truth")
+    gt = as_label_map(ground_truth, "ground truth", labels)
     if gt.shape != rgb.shape[:2]:
         raise ValueError(f"ground truth {gt.shape} and image {rgb.shape[:2]} differ in size")
     evaluated = max(int((gt != IGNORE_TRAIN_ID).sum()), 1)
     panels, wrong_classes = [], []
     for name, prediction in predictions.items():
-        pred = as_label_map(prediction, f"prediction {name!r}")
-        errors = error_map(pred, gt, ignore_color)  # also checks the size
+        pred = as_label_map(prediction, f"prediction {name!r}", labels)
+        errors = error_map(pred, gt, ignore_color, labels)  # also checks the size
         wrong = (pred != gt) & (gt != IGNORE_TRAIN_ID)
         panels.append((f"{name}: {100 * wrong.sum() / evaluated:.1f}% wrong", errors))
         wrong_classes.append(np.where(wrong, gt, IGNORE_TRAIN_ID))
@@ -570,17 +584,22 @@ def error_figure(
         ax.imshow(errors, interpolation="nearest")
         ax.set_title(name, fontsize=9)
     if legend:
-        _class_legend(figure, wrong_classes)
+        _class_legend(figure, wrong_classes, labels)
     return figure
 
 
-def band_figure(image: Any, ground_truth: Any, bands: Sequence[int] = DEFAULT_BANDS, *, alpha: float = 0.6) -> Figure:
-    """Boundary bands over the image: all bands nested in one panel (legend by width), then each band alone."""
+def band_figure(image: Any, ground_truth: Any, bands: Sequence[int] = DEFAULT_BANDS, *, alpha: float = 0.6,
+                labels: LabelSpec = CITYSCAPES, reference_size: tuple[int, int] | None = None) -> Figure:
+    """Boundary bands over the image: all bands nested in one panel (legend by width), then each band alone, titled
+    with the width it has on this image (scaled from `reference_size`, see `boundary_bands`) and its share of the
+    pixels."""
     rgb = as_rgb_image(image)
     widths = validate_bands(bands)
     palette = band_colors(len(widths))
-    nested = band_overlay(rgb, ground_truth, widths, alpha=alpha, colors=palette)  # also checks the sizes
-    levels = boundary_bands(ground_truth, widths)
+    nested = band_overlay(rgb, ground_truth, widths, alpha=alpha, colors=palette, labels=labels,
+                          reference_size=reference_size)  # also checks the sizes
+    levels = boundary_bands(ground_truth, widths, labels=labels, reference_size=reference_size)
+    used = scaled_widths(widths, levels.shape, reference_size)
     figure, axes = _figure(1, 1 + len(widths), rgb.shape[0] / rgb.shape[1])
     axes[0, 0].imshow(nested)
     axes[0, 0].set_title("nested bands", fontsize=9)
@@ -588,7 +607,8 @@ def band_figure(image: Any, ground_truth: Any, bands: Sequence[int] = DEFAULT_BA
     for j, (ax, width) in enumerate(zip(axes[0, 1:], widths)):
         # band `width` alone: every pixel of this band or a narrower one, in this band's colour
         ax.imshow(_single_band(rgb, levels, j, palette[j], alpha))
-        ax.set_title(f"{width} px band ({100 * (levels <= j).sum() / total:.0f}% of pixels)", fontsize=9)
+        scaled = f"{used[j]} px on this map, " if used[j] != width else ""
+        ax.set_title(f"{width} px band ({scaled}{100 * (levels <= j).sum() / total:.0f}% of pixels)", fontsize=9)
     handles = [Patch(color=tuple(c / 255.0), label=f"{w} px") for w, c in zip(widths, palette)]
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
     return figure
@@ -656,9 +676,12 @@ def comparison_bars(
     return figure
 
 
-def class_iou_figure(class_iou: Mapping[str, Mapping[str, float]], *, title: str = "per-class IoU") -> Figure:
-    """Per-class IoU of several models ({model: {class name: IoU}}), classes in train-id order."""
-    return comparison_bars(class_iou, title=title, ylabel="IoU (%)", keys=list(CITYSCAPES_CLASSES))
+def class_iou_figure(class_iou: Mapping[str, Mapping[str, float]], *, title: str = "per-class IoU",
+                     labels: LabelSpec | None = None) -> Figure:
+    """Per-class IoU of several models ({model: {class name: IoU}}), classes in the train-id order of `labels`
+    (default: the order of the first model's classes)."""
+    keys = list(labels.classes) if labels is not None else None
+    return comparison_bars(class_iou, title=title, ylabel="IoU (%)", keys=keys)
 
 
 def band_miou_figure(

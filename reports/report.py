@@ -19,11 +19,17 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from alignbench.metrics.labels import CITYSCAPES_CLASSES
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
 from alignbench.metrics.vocabulary import METRICS
-from alignbench.reports.console import BOUNDARY_FOOTNOTE
+from alignbench.reports import significance
+from alignbench.reports.console import BOUNDARY_FOOTNOTE, band_caveat
+from alignbench.reports.figures import confusion_figure
 from alignbench.reports.tables import (
     Cell,
     Table,
@@ -64,6 +70,14 @@ class SuiteResults:
     statistics: dict[str, dict[int, dict]] = field(default_factory=dict)  # row -> seed -> per-image arrays
     class_iou_by_seed: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)  # the `--set KEY=VALUE` values the records were made with
+    band_share: dict[str, float] = field(default_factory=dict)  # band width -> its share of the evaluated pixels
+    band_width_px: dict[str, list[int]] = field(default_factory=dict)  # band width -> the widths it had on the maps
+    classes: list[str] = field(default_factory=list)  # the dataset's class names in train-id order (as recorded)
+
+    def class_order(self, names) -> list[str]:
+        """`names` in the dataset's class order (the metrics JSON is stored with sorted keys), unknown ones last."""
+        names = set(names)
+        return [name for name in self.classes if name in names] + sorted(names - set(self.classes))
 
     def runs(self, key: str) -> list[dict]:
         """The per-image statistics of a row, one per seed of the suite (empty unless every seed has them)."""
@@ -111,6 +125,9 @@ def collect(records: Sequence, suite_name: str, budget: str | None) -> SuiteResu
     by_seed: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     class_iou: dict[str, dict[str, float]] = {}
     class_iou_by_seed: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+    band_share: dict[str, float] = {}
+    band_width_px: dict[str, list[int]] = {}
+    classes: list[str] = []
     timing = set()
     for (row, seed), record in sorted(latest.items(), key=lambda item: item[0]):
         for metric, value in record.metrics.items():
@@ -121,6 +138,11 @@ def collect(records: Sequence, suite_name: str, budget: str | None) -> SuiteResu
             class_iou_by_seed[row][seed] = record.metrics["class_IoU"]
         if "class_IoU" in record.metrics and row not in class_iou:
             class_iou[row] = record.metrics["class_IoU"]
+        if record.metrics.get("classes") and not classes:
+            classes = list(record.metrics["classes"])
+        if record.metrics.get("band_share") and not band_share:  # the ground truth's, the same for every row
+            band_share = dict(record.metrics["band_share"])
+            band_width_px = dict(record.metrics.get("band_width_px") or {})
         if "timing" in record.metrics:
             t = record.metrics["timing"]
             kind = t["environment"].get("gpu") or "CPU"
@@ -142,7 +164,24 @@ def collect(records: Sequence, suite_name: str, budget: str | None) -> SuiteResu
         class_iou_by_seed=dict(class_iou_by_seed),
         overrides=sorted({f"{key}={_override_text(value)}" for record in records_used
                           for part in (record.config or {}).get("overrides", {}).values() for key, value in part.items()}),
+        band_share=band_share,
+        band_width_px=band_width_px,
+        classes=classes,
     )
+
+
+def band_share_text(metric: str, results: SuiteResults) -> str:
+    """"1 px, 21%" for a band metric: the width its band had on the evaluated maps (several: "1/2 px") and its share of
+    the evaluated pixels; "" for the band mean or when not recorded."""
+    source = METRICS[metric].source
+    if len(source) != 1:
+        return ""
+    width = source[0].rsplit(".", 1)[-1]
+    share = results.band_share.get(width)
+    if share is None:
+        return ""
+    used = "/".join(str(w) for w in results.band_width_px.get(width, [])) or width
+    return f"{used} px, {100 * share:.0f}%"
 
 
 def _override_text(value) -> str:
@@ -161,8 +200,6 @@ def _difference(a: float | None, b: float | None) -> float | None:
 def _significance(suite, keys: list[str], results: SuiteResults, baseline: str | None):
     """Per accuracy metric with per-image statistics: the significantly best row, and each row's bootstrap
     interval against `baseline` (reports.significance)."""
-    from alignbench.reports import significance
-
     runs = {key: results.runs(key) for key in keys if key in {r.row for r in suite.rows}}
     best: dict[str, str | None] = {}
     against: dict[str, dict[str, object]] = defaultdict(dict)
@@ -180,8 +217,6 @@ def _significance(suite, keys: list[str], results: SuiteResults, baseline: str |
 def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> Table:
     """The mirrored table of one suite (see the module docstring); `suite` is a bench.suites.Suite. A comparison
     suite (no paper) has no paper columns."""
-    from alignbench.reports import significance
-
     comparison = getattr(suite, "is_comparison", False)
     paper_rows = {row.key: row for row in paper.rows}
     labels = row_labels(paper.rows)
@@ -253,6 +288,16 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
                     line += [Cell("")] if metric in gap_metrics else []
             separators.add(len(rows))
             rows.append(line)
+    band_metrics = [m for m in suite.metrics if METRICS[m].evaluator == "boundary"]
+    if band_metrics and results.band_share and not hidden & set(band_metrics):
+        # the ground truth's: which width each band had on the evaluated maps and how much of the image it holds
+        line = [Cell("band: width used, share of evaluated pixels")] + ([Cell("")] if has_backbone else [])
+        for metric in suite.metrics:
+            line.append(Cell(band_share_text(metric, results) if metric in band_metrics else ""))
+            if not comparison:
+                line += [Cell("")] + ([Cell("")] if metric in gap_metrics else [])
+        separators.add(len(rows))
+        rows.append(line)
     seeds_note = "; mean±std over seeds" if len(results.seeds) > 1 else ""
     notes = [] if comparison else [
         f"Paper: {suite.paper} {suite.table} ({paper.caption})" if getattr(paper, "caption", "") else f"Paper: {suite.paper} {suite.table}"]
@@ -283,8 +328,17 @@ def suite_table(suite, paper, results: SuiteResults, budget_note: str = "") -> T
     if (reference or baseline) and any(significance.supports(m) for m in accuracy_metrics - hidden - unmeasured):
         images = next((len(run[0]["index"]) for run in (results.runs(k) for k in keys) if run), "?")
         notes.append(significance.METHOD_FOOTNOTE.format(baseline=paper_rows[reference or baseline].method, images=images))
-    if any(METRICS[m].evaluator == "boundary" for m in suite.metrics):
+    if band_metrics:
         notes.append(BOUNDARY_FOOTNOTE)
+        wide = [f"{width} px ({band_caveat(share)})" for width, share in results.band_share.items() if band_caveat(share)]
+        if wide:
+            notes.append("Bands " + "; ".join(wide) + ".")
+        same: dict[tuple, list[str]] = defaultdict(list)  # bands that became one band on these maps
+        for width, used in results.band_width_px.items():
+            same[tuple(used)].append(f"{width}")
+        merged = [f"{', '.join(widths)} px are all {'/'.join(map(str, used))} px" for used, widths in same.items() if len(widths) > 1]
+        if merged:
+            notes.append("On these maps the scaled band widths coincide: " + "; ".join(merged) + ", so their columns are one band.")
     if "gflops" in suite.metrics:
         notes.append(MAC_FOOTNOTE)
     if results.timing:
@@ -303,8 +357,6 @@ def difference_table(suite, paper, results: SuiteResults) -> Table | None:
     """Each measured row minus the suite's baseline (or reference) row: the paired bootstrap interval over
     images and, over seeds, the mean difference with its t-interval (reports.significance); None without a
     baseline or measured rows."""
-    from alignbench.reports import significance
-
     base = suite.compare.get("reference") or suite.compare.get("baseline")
     paper_rows = {row.key: row for row in paper.rows}
     measured = [row.row for row in suite.rows if row.row in results.values and row.row != base]
@@ -334,13 +386,12 @@ def difference_table(suite, paper, results: SuiteResults) -> Table | None:
 
 
 def class_iou_table(suite, paper, results: SuiteResults) -> Table | None:
-    """Per-class IoU (%) of each measured semantic row (mean over seeds), classes as columns in Cityscapes order."""
+    """Per-class IoU (%) of each measured semantic row (mean over seeds), classes as columns in the dataset's order."""
     keys = [row.row for row in suite.rows if results.class_iou_by_seed.get(row.row)]
     if not keys:
         return None
     paper_rows = {row.key: row for row in paper.rows}
-    stored = set(next(iter(results.class_iou_by_seed[keys[0]].values())))  # stored with sorted keys: alphabetical
-    classes = [name for name in CITYSCAPES_CLASSES if name in stored] + sorted(stored - set(CITYSCAPES_CLASSES))
+    classes = results.class_order(next(iter(results.class_iou_by_seed[keys[0]].values())))
     rows = []
     for key in keys:
         per_seed = results.class_iou_by_seed[key].values()
@@ -396,8 +447,6 @@ def _save(figure, directory: Path, name: str, pdf: bool = True) -> Path:
     figure.savefig(png, dpi=120, bbox_inches="tight")
     if pdf:
         figure.savefig(directory / f"{name}.pdf", bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
     plt.close(figure)
     return png
 
@@ -405,8 +454,6 @@ def _save(figure, directory: Path, name: str, pdf: bool = True) -> Path:
 def band_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | None:
     """Boundary-band mIoU (IoU within n px of a boundary, averaged over classes) against band width n, one
     line per row (FaPN Table 2 as a plot); ours only under a budget that measures accuracy."""
-    import matplotlib.pyplot as plt
-
     widths = [w for w in (3, 5, 8, 12) if f"band_{w}" in suite.metrics]
     if not widths:
         return None
@@ -437,8 +484,6 @@ def speed_figure(suite, paper, results: SuiteResults, directory: Path) -> Path |
     """Speed against accuracy (SFNet Fig. 1 style) in two panels with their own speed axes: ours, labelled
     with the device it was timed on, and the paper's GPU FPS. A CPU timing never shares an axis with a
     GPU one; our accuracy appears only under a budget that measures it."""
-    import matplotlib.pyplot as plt
-
     accuracy = next((m for m in suite.metrics if METRICS[m].evaluator in ("semantic", "coco", "panoptic")), None)
     if "fps" not in suite.metrics or accuracy is None:
         return None
@@ -487,16 +532,12 @@ def compared_pair(suite) -> tuple[str, str] | None:
 def class_figure(suite, paper, results: SuiteResults, directory: Path) -> Path | None:
     """Per-class IoU bars of the suite's baseline and its proposed method, in Cityscapes class order
     (train id); none under a budget that says nothing about accuracy."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     pair = compared_pair(suite)
     if not results.accuracy_shown or pair is None or not all(key in results.class_iou for key in pair):
         return None
     labels = row_labels(paper.rows)
     paper_rows = {row.key: row for row in paper.rows}
-    measured = set(results.class_iou[pair[0]]) | set(results.class_iou[pair[1]])
-    classes = [name for name in CITYSCAPES_CLASSES if name in measured] + sorted(measured - set(CITYSCAPES_CLASSES))
+    classes = results.class_order(set(results.class_iou[pair[0]]) | set(results.class_iou[pair[1]]))
     figure, axis = plt.subplots(figsize=(10, 3.5))
     positions = np.arange(len(classes))
     for offset, key, role in ((-0.2, pair[0], "baseline"), (0.2, pair[1], "proposed")):
@@ -512,8 +553,6 @@ def class_figure(suite, paper, results: SuiteResults, directory: Path) -> Path |
 
 def confusion_figures(suite, paper, results: SuiteResults) -> list:
     """One figure maker per semantic row with stored statistics: its confusion matrix (first seed)."""
-    from functools import partial
-
     makers = []
     for row in suite.rows:
         stored = results.statistics.get(row.row, {})
@@ -524,8 +563,6 @@ def confusion_figures(suite, paper, results: SuiteResults) -> list:
 
 
 def _confusion_figure(key: str, stored: dict, suite, paper, results: SuiteResults, directory: Path) -> Path:
-    from alignbench.reports.figures import confusion_figure
-
     method = next((row.method for row in paper.rows if row.key == key), key)
     figure = confusion_figure(stored["confusion"], [str(name) for name in stored["classes"]],
                               title=f"{suite.title}: {method} (seed {min(results.statistics[key])})")
@@ -600,8 +637,6 @@ def verdict_tables(sections: Sequence[tuple]) -> list[Table]:
     per accuracy metric (mIoU, each boundary band), with 95% confidence? "yes", "no (interval crosses 0)" or
     "worse", from the paired bootstrap over the evaluation images (reports.significance, seeds averaged), whatever
     the answer."""
-    from alignbench.reports import significance
-
     tables = []
     for suite, paper, results, _ in sections:
         base = suite.compare.get("baseline")
@@ -643,8 +678,6 @@ def render_report(
 ) -> dict[str, Path]:
     """Write report.md / .tex / .html (figures under figures/, embedded in the HTML) from
     (suite, paper table, SuiteResults, budget note) sections; returns the written paths."""
-    import matplotlib
-
     matplotlib.use("Agg")
     out_dir = Path(out_dir)
     figures_dir = out_dir / "figures"

@@ -100,7 +100,8 @@ def four_iteration_training(folder: Path):
     import torch
 
     from alignbench import models
-    from alignbench.bench.data.cityscapes import CityscapesDataset
+    from alignbench.bench.data.catalog import SemanticSplit
+    from alignbench.bench.data.cityscapes import CITYSCAPES_DATASET
     from alignbench.bench.data.synthetic import SynthSpec, write_dataset
     from alignbench.bench.recipes import training_config
 
@@ -112,7 +113,7 @@ def four_iteration_training(folder: Path):
         torch.manual_seed(0)
         return models.build("rt_fpn_r18")
 
-    return CityscapesDataset(folder / "data", "train"), config, fresh
+    return SemanticSplit.of(CITYSCAPES_DATASET, folder / "data", "train"), config, fresh
 
 
 def interrupt_on_call(model, call: int) -> None:

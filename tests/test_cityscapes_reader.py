@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers.labels import labels as cs_labels
 
-from alignbench.bench.data.cityscapes import CityscapesDataset, find_frames, label_ids_to_train_ids
+from alignbench.bench.data.catalog import SemanticSplit
+from alignbench.bench.data.cityscapes import CITYSCAPES_DATASET, find_frames, label_ids_to_train_ids
 from alignbench.bench.errors import UserError
 
 
@@ -19,7 +20,7 @@ def test_train_ids_follow_cityscapesscripts():
 
 
 def test_dataset_yields_image_train_label_and_instance_maps(small_tree):
-    dataset = CityscapesDataset(small_tree, "val")
+    dataset = SemanticSplit.of(CITYSCAPES_DATASET, small_tree, "val")
     assert len(dataset) == 4
     sample = dataset[0]
     assert sample.image.shape == (64, 128, 3) and sample.image.dtype == np.uint8
@@ -50,7 +51,7 @@ def _known_scene(root):
 
 def test_a_known_scene_reads_back_exactly(tmp_path):
     label_ids, instance_ids, image = _known_scene(tmp_path)
-    dataset = CityscapesDataset(tmp_path, "val")
+    dataset = SemanticSplit.of(CITYSCAPES_DATASET, tmp_path, "val")
     assert len(dataset) == 1 and dataset.frames[0].name == "aachen_000000_000019" and dataset.frames[0].city == "aachen"
     sample = dataset[0]
     assert sample.name == "aachen_000000_000019"
@@ -71,7 +72,7 @@ def test_a_known_scene_reads_back_exactly(tmp_path):
 
 def test_transform_is_applied(tmp_path):
     _known_scene(tmp_path)
-    dataset = CityscapesDataset(tmp_path, "val", transform=lambda s: int((s.train_ids == 13).sum()))
+    dataset = SemanticSplit.of(CITYSCAPES_DATASET, tmp_path, "val", transform=lambda s: int((s.train_ids == 13).sum()))
     assert dataset[0] == 4  # the car's four pixels
 
 
@@ -85,8 +86,8 @@ def test_missing_files_are_named(small_tree, tmp_path):
     with pytest.raises(UserError, match="missing image"):
         find_frames(root, "val")
     assert len(find_frames(root, "val", require_images=False)) == 4
-    frame.instance_ids.unlink()
-    with pytest.raises(UserError, match=f"{frame.instance_ids}: missing instanceIds"):
+    frame.instances.unlink()
+    with pytest.raises(UserError, match=f"{frame.instances}: missing instanceIds"):
         find_frames(root, "val", require_images=False)
     with pytest.raises(UserError, match="Cityscapes root folder not found"):
         find_frames(tmp_path / "nothing", "val")

@@ -18,7 +18,8 @@ CONTRACT_KEYS = {"mIoU", "iIoU", "IoU_category", "iIoU_category", "class_IoU", "
 
 
 def _expected(predictions) -> dict:
-    accumulator = SemanticAccumulator()
+    # Cityscapes' band widths are stated at its 1024x2048 frames: the 64x128 test scenes get them scaled
+    accumulator = SemanticAccumulator(band_reference_size=(1024, 2048))
     for frame in find_frames(predictions.gt_root, "val"):
         sample = read_frame(frame, with_image=False)
         accumulator.update(predictions.predictions[frame.name], sample.label_ids, sample.instance_ids)
@@ -35,6 +36,10 @@ def test_json_contract_and_values(cli, predictions, tmp_path):
     assert len(scores["class_IoU"]) == 19 and scores["n_images"] == 4
     assert all(v is None or 0.0 <= v <= 1.0 for v in scores["class_IoU"].values())
     assert_same_scores(scores, _expected(predictions), abs_tolerance=1e-12)
+    # 3/5/8/12 px at 1024x2048 are 0.19 / 0.31 / 0.5 / 0.75 px at 64x128: each rounded up to the 1 px the maps have
+    assert scores["boundary_width_px"] == {"3": [1], "5": [1], "8": [1], "12": [1]}
+    assert len(set(scores["boundary_mIoU"].values())) == 1
+    assert 0.0 < scores["boundary_pixel_share"]["3"] < 1.0
     # the table: percentages with one decimal
     assert f"{100 * scores['mIoU']:.1f}" in result.stdout
     assert "12px" in result.stdout

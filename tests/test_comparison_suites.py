@@ -121,8 +121,8 @@ def test_plugin_neck_run_all_comparison_suite_and_report(workspace):
 def test_overrides_change_the_config_hash(workspace, monkeypatch):
     folder, env = workspace
     monkeypatch.setenv("ALIGNBENCH_CACHE", env["ALIGNBENCH_CACHE"])
+    from alignbench.bench.planning import plan
     from alignbench.bench.recipes import parse_overrides
-    from alignbench.bench.runall import plan
     from alignbench.bench.tasks import resolve_data
 
     suite = load_suite(_write(folder, "hash_suite", SUITE.replace("e2e_compare", "hash_suite").replace("semantic_fpn_e2eneck_r18", "semantic_fpn_fapn_r18")))
@@ -219,7 +219,7 @@ def test_comparison_suite_defaults_and_command_line_overrides(tmp_path):
     suite = load_suite(_write(tmp_path, "defaults", text))
     assert suite.is_comparison and suite.seeds == (3, 4) and suite.budget == "short" and suite.data == ("synthetic",)
     assert suite.compare == {"baseline": "fpn"} and suite.baseline_row == "fpn"
-    from alignbench.bench.runall import resolve_defaults
+    from alignbench.bench.planning import resolve_defaults
 
     assert resolve_defaults([suite], None, None) == ("short", ["synthetic"])
     assert resolve_defaults([suite], "smoke", ["cityscapes=/x"]) == ("smoke", ["cityscapes=/x"])

@@ -150,7 +150,8 @@ def worker(data: Path, out: Path) -> None:
     """Everything the tests compare, computed by this process (alone, or one rank of two)."""
     from alignbench import models
     from alignbench.bench import distributed
-    from alignbench.bench.data.cityscapes import CityscapesDataset, find_frames
+    from alignbench.bench.data.catalog import SemanticSplit
+    from alignbench.bench.data.cityscapes import CITYSCAPES_DATASET, find_frames
     from alignbench.bench.data.coco import CocoDetectionDataset, CocoPanopticDataset, coco_paths
     from alignbench.bench.evaluation.detection import evaluate_detector, evaluate_panoptic_model
     from alignbench.bench.evaluation.loop import evaluate_semantic_model
@@ -163,7 +164,7 @@ def worker(data: Path, out: Path) -> None:
     found: dict = {"world": distributed.world_size()}
 
     frames = find_frames(data, "val")
-    semantic = evaluate_semantic_model(OracleSegmenter(frames), frames, bands=(3, 5, 8, 12))
+    semantic = evaluate_semantic_model(OracleSegmenter(frames), CITYSCAPES_DATASET, frames, bands=(3, 5, 8, 12))
     found["semantic"] = semantic.compute()
     found["band_confusion"] = semantic.band_confusion
     files = evaluate_pairs(pair_predictions(data, data / "predictions"), SemanticEvalConfig(bands=(3, 5, 8, 12)))
@@ -175,7 +176,7 @@ def worker(data: Path, out: Path) -> None:
     panoptic = CocoPanopticDataset(paths["panoptic_json"], paths["panoptic_dir"], data / "leftImg8bit" / "val")
     found["panoptic"] = evaluate_panoptic_model(OraclePanoptic(panoptic), panoptic)
 
-    training = CityscapesDataset(data, "train")
+    training = SemanticSplit.of(CITYSCAPES_DATASET, data, "train")
     scratch = out / "checkpoints"
     # a zoo model: one DDP step (total batch 2)
     torch.manual_seed(0)
@@ -348,7 +349,7 @@ def test_slurm_options_are_checked(tmp_path, monkeypatch):
 
     from alignbench.bench.commands.run_all import slurm_time
     from alignbench.bench.errors import UserError
-    from alignbench.bench.runall import SlurmOptions, _executor
+    from alignbench.bench.execution import SlurmOptions, _executor
 
     assert slurm_time("90") == 90 and slurm_time("1:30:00") == 90 and slurm_time("2-00:00:30") == 2881
     with pytest.raises(argparse.ArgumentTypeError, match="H:MM:SS"):

@@ -26,7 +26,7 @@ import torch
 
 from alignbench.bench import profiling
 from alignbench.bench.cli import main
-from alignbench.bench.data import cache
+from alignbench.bench.data import cache, synthetic
 from alignbench.bench.data.synthetic import SynthSpec, read_synth_spec
 from alignbench.bench.errors import UserError
 from alignbench.bench.io import write_atomic, write_json_atomic
@@ -294,7 +294,7 @@ def _full_disk_cache(tmp: Path, monkeypatch):
     monkeypatch.setenv("ALIGNBENCH_CACHE", str(tmp / "cache"))
     target = cache.synthetic_root(TINY)
     target.parent.mkdir(parents=True)  # the cache folder itself is kept
-    _fail_png_writes_after(monkeypatch, 3)
+    _fail_png_writes_after(monkeypatch, 3, synthetic)
     return lambda: cache.ensure_synthetic(TINY, progress=False), target, lambda: not target.exists()
 
 
@@ -302,7 +302,7 @@ def _full_disk_overwrite(tmp: Path, monkeypatch):
     target = tmp / "data"
     cache.prepare_synthetic_folder(target, TINY, progress=False)
     other = SynthSpec(n_train=2, n_val=1, size=(64, 128), seed=4)
-    _fail_png_writes_after(monkeypatch, 5)
+    _fail_png_writes_after(monkeypatch, 5, synthetic)
     return lambda: cache.prepare_synthetic_folder(target, other, overwrite=True, progress=False), target, \
         lambda: read_synth_spec(target) == TINY.to_json() and len(list(target.rglob("*.png"))) == 8
 
@@ -520,7 +520,7 @@ def test_killed_coco_export_leaves_nothing_a_later_run_takes_as_complete(small_t
     import multiprocessing
 
     from alignbench.bench.data import coco
-    from alignbench.bench.tasks import DataSource, coco_split
+    from alignbench.bench.data.catalog import get_dataset
 
     out = tmp_path / "tree"
     out.mkdir()
@@ -546,7 +546,7 @@ def test_killed_coco_export_leaves_nothing_a_later_run_takes_as_complete(small_t
     child.kill()
     child.join()
     assert files_in(out / "coco") == [next((out / "coco").glob(".annotations.*")).name]  # only the staging folder
-    split = coco_split(DataSource("synthetic", out, "synthetic"), "val")  # finds no export, so exports again
+    split = get_dataset("synthetic").coco_files(out, "val")  # finds no export, so exports again
     assert files_in(out / "coco") == ["annotations"]  # the killed process's staging folder removed
     assert len(json.loads(split.panoptic_json.read_text())["images"]) == len(list(split.panoptic_dir.iterdir())) == 4
 

@@ -301,7 +301,10 @@ def test_band_figure_has_the_nested_bands_and_one_panel_per_width():
 
 
 def test_bar_charts_plot_the_values_in_percent_in_train_id_order():
-    figure = figures.class_iou_figure({"fpn": {"sky": 0.5, "road": 0.25}, "fapn": {"road": 0.75}})
+    # without a label table the classes keep the order they come in
+    unordered = figures.class_iou_figure({"fpn": {"sky": 0.5, "road": 0.25}, "fapn": {"road": 0.75}})
+    assert [label.get_text() for label in unordered.axes[1].get_xticklabels()] == ["sky", "road"]
+    figure = figures.class_iou_figure({"fpn": {"sky": 0.5, "road": 0.25}, "fapn": {"road": 0.75}}, labels=CITYSCAPES)
     bars, delta = figure.axes
     heights = [patch.get_height() for patch in bars.patches]
     assert heights[:2] == [25.0, 0.0]  # fpn: road, sidewalk (missing: no bar), ...

@@ -1,6 +1,6 @@
 """Leases in the results store (issue 16, item 4b): several `run-all` on one store never train one model twice.
 
-No real training: the group runner (`bench.runall._run_group`) is replaced by one that records its call and
+No real training: the group runner (`bench.execution.run_group`) is replaced by one that records its call and
 stores the group's entries, so these tests exercise the leases, the waiting and the summary, not a model.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from alignbench.bench import runall
+from alignbench.bench import execution, planning, runall, storing
 from alignbench.bench.cli import main
 from alignbench.bench.pipeline import Outcome, now
 from alignbench.bench.results import ResultRecord, ResultsStore, lease_owner
@@ -55,12 +55,12 @@ def _run_all_process(suite: Path, tree: Path, database: Path, trained: Path, go:
         # Ctrl-C as in a terminal: a shell starts background jobs with SIGINT ignored, and Python then installs
         # no KeyboardInterrupt handler, so a test run from such a job would otherwise see SIGINT do nothing
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        runall._run_group = fake_training  # in the child only
-        runall.LEASE_POLL_S = 0.05
+        execution.run_group = fake_training  # in the child only
+        execution.LEASE_POLL_S = 0.05
         while not go.exists():
             time.sleep(0.005)
-        result = runall.run_all(suites=[str(suite)], data=[f"cityscapes={tree}"], device="cpu", results=database, seeds=seeds,
-                                progress=False, report=False)
+        request = planning.RunRequest(suites=(str(suite),), data=(f"cityscapes={tree}",), seeds=tuple(seeds))
+        result = runall.run_all(request, database, device="cpu", progress=False, report=False)
         summary.write_text(json.dumps({key: getattr(result, key) for key in ("completed_before", "ran", "waited", "by_others", "failed")}))
 
     process = multiprocessing.get_context("fork").Process(target=run)
@@ -75,15 +75,16 @@ def suite(tmp_path) -> Path:
     return path
 
 
-def _entries(suite: Path, tree: Path, seeds: list[int]) -> list[runall.Entry]:
+def _entries(suite: Path, tree: Path, seeds: list[int]) -> list[planning.Entry]:
+    from alignbench.bench.suites import load_suites
     from alignbench.bench.tasks import resolve_data
 
-    entries, _ = runall.plan(runall.load_suites([str(suite)]), resolve_data([f"cityscapes={tree}"]), "smoke", seeds)
+    entries, _ = planning.plan(load_suites([str(suite)]), resolve_data([f"cityscapes={tree}"]), "smoke", seeds)
     return entries
 
 
-def _store_entry(store: ResultsStore, entry: runall.Entry) -> None:
-    store.add(runall._record(entry, Outcome({"mIoU": 0.5}, now(), now(), 0.1, code=entry.pipeline.code), "cpu"))
+def _store_entry(store: ResultsStore, entry: planning.Entry) -> None:
+    store.add(storing.result_record(entry, Outcome({"mIoU": 0.5}, now(), now(), 0.1, code=entry.pipeline.code), "cpu"))
 
 
 def _leases(database: Path) -> list[tuple]:
@@ -147,7 +148,7 @@ def test_a_live_lease_makes_run_all_wait_then_run_only_what_is_missing(behaviour
     stored it, or runs it when the holder failed or died."""
     database, taken, finish = tmp_path / "results.sqlite", tmp_path / "taken", tmp_path / "finish"
     first, held = _entries(suite, small_tree, [0, 1])
-    record = runall._record(held, Outcome({"mIoU": 0.25}, now(), now(), 0.1, code=held.pipeline.code), "cpu")
+    record = storing.result_record(held, Outcome({"mIoU": 0.25}, now(), now(), 0.1, code=held.pipeline.code), "cpu")
     record_json = json.dumps({key: value for key, value in record.__dict__.items() if key not in ("id", "statistics")})
     ResultsStore(database).close()
     holder = subprocess.Popen([sys.executable, "-c", _holder_script(), database, held.training_key, taken, finish,
@@ -174,8 +175,8 @@ def test_a_live_lease_makes_run_all_wait_then_run_only_what_is_missing(behaviour
         for entry in group:
             _store_entry(store, entry)
 
-    monkeypatch.setattr(runall, "_run_group", fake_training)
-    monkeypatch.setattr(runall, "LEASE_POLL_S", 0.05)
+    monkeypatch.setattr(execution, "run_group", fake_training)
+    monkeypatch.setattr(execution, "LEASE_POLL_S", 0.05)
     status = main(["run-all", "--suite", str(suite), "--data", f"cityscapes={small_tree}", "--device", "cpu",
                    "--results", str(database), "--seeds", "0,1", "--no-report"])
     holder.wait(timeout=60)

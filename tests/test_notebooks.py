@@ -91,19 +91,22 @@ def test_protocol_models_are_run_alls_weights_when_its_store_has_them(tmp_path, 
     """The notebooks' protocol model is the very model run-all trained (same training key), loaded, not trained
     again; another seed is not in that store and is trained into the notebook cache."""
     from alignbench.bench import notebook as nb
+    from alignbench.bench import pipeline as pipeline_module
     from alignbench.bench import train as training
+    from alignbench.bench.planning import RunRequest
     from alignbench.bench.recipes import parse_overrides
     from alignbench.bench.runall import run_all
 
     monkeypatch.setenv("ALIGNBENCH_CACHE", str(tmp_path / "cache"))
     quick = {"iterations": 2, "batch_size": 2}
     results = tmp_path / "out" / "results.sqlite"
-    summary = run_all(suites=["miniature_alignment_r18"], seeds=[0], results=results, progress=False, report=False,
-                      overrides=parse_overrides([f"{key}={value}" for key, value in quick.items()]))
+    request = RunRequest(suites=("miniature_alignment_r18",), seeds=(0,), overrides=parse_overrides([f"{key}={value}" for key, value in quick.items()]))
+    summary = run_all(request, results, progress=False, report=False)
     assert summary.ran == 3 and not summary.failed
     calls = []
     real_train = training.train
-    monkeypatch.setattr(training, "train", lambda *args, **kwargs: calls.append(args[4]) or real_train(*args, **kwargs))
+    # the trainer the pipeline calls: it returns at once when the checkpoint folder holds a finished run
+    monkeypatch.setattr(pipeline_module, "train", lambda *args, **kwargs: calls.append(args[4]) or real_train(*args, **kwargs))
     model = nb.protocol_model("fapn", seed=0, results=results, overrides=quick)
     assert calls == [next((results.parent / "checkpoints").glob("semantic_fpn_fapn_r18-*"))]  # loaded from run-all's final.pt
     assert model.training is False

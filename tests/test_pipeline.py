@@ -147,7 +147,8 @@ def test_eval_only_without_a_checkpoint_is_an_error(cli):
 
 
 def test_a_suite_row_checkpoint_is_evaluated_not_trained(small_tree, tmp_path, monkeypatch):
-    from alignbench.bench import train as trainer
+    from alignbench.bench import pipeline as pipeline_module
+    from alignbench.bench.planning import RunRequest
     from alignbench.bench.runall import run_all
 
     torch.manual_seed(1)
@@ -158,10 +159,10 @@ def test_a_suite_row_checkpoint_is_evaluated_not_trained(small_tree, tmp_path, m
     def no_training(*args, **kwargs):
         raise AssertionError("a row with a checkpoint must not be trained")
 
-    monkeypatch.setattr(trainer, "train", no_training)
+    monkeypatch.setattr(pipeline_module, "train", no_training)  # the trainer the pipeline calls
     suite = _suite(tmp_path, extra=", checkpoint: weights/fpn.pt")
     database = tmp_path / "r.sqlite"
-    summary = run_all(suites=[str(suite)], data=[f"cityscapes={small_tree}"], device="cpu", results=database, progress=False, report=False)
+    summary = run_all(RunRequest(suites=(str(suite),), data=(f"cityscapes={small_tree}",)), database, device="cpu", progress=False, report=False)
     assert summary.ran == 1 and not summary.failed, summary.failed
     with ResultsStore(database) as store:
         (record,) = store.records()
@@ -170,23 +171,25 @@ def test_a_suite_row_checkpoint_is_evaluated_not_trained(small_tree, tmp_path, m
 
     missing = _suite(tmp_path, name="missing_checkpoint", extra=", checkpoint: nowhere.pt")
     with pytest.raises(UserError, match=r"missing_checkpoint.yaml:8: rows.0.checkpoint: .*nowhere.pt: file not found"):
-        run_all(suites=[str(missing)], data=[f"cityscapes={small_tree}"], device="cpu", results=database, progress=False, report=False)
+        run_all(RunRequest(suites=(str(missing),), data=(f"cityscapes={small_tree}",)), database, device="cpu", progress=False, report=False)
 
 
 def test_paper_budget_from_random_initialisation_says_so_once(small_tree, tmp_path, monkeypatch, caplog):
-    from alignbench.bench import runall
+    from alignbench.bench import execution, runall
+    from alignbench.bench.planning import RunRequest
+    from alignbench.bench.suites import load_suites
     from alignbench.reports.paper import paper_table
     from alignbench.reports.report import RANDOM_INIT_FOOTNOTE, SuiteResults, suite_table
 
-    monkeypatch.setattr(runall, "_run_group", lambda *args, **kwargs: None)  # the warning only: no paper-length training
+    monkeypatch.setattr(execution, "run_group", lambda *args, **kwargs: None)  # the warning only: no paper-length training
     suite = _suite(tmp_path)
     with caplog.at_level(logging.WARNING):
-        runall.run_all(suites=[str(suite)], data=[f"cityscapes={small_tree}"], budget="paper", device="cpu", results=tmp_path / "r.sqlite",
-                       progress=False, report=False)
+        runall.run_all(RunRequest(suites=(str(suite),), data=(f"cityscapes={small_tree}",), budget="paper"), tmp_path / "r.sqlite",
+                       device="cpu", progress=False, report=False)
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 1 and "random initialisation" in warnings[0] and "1 model(s)" in warnings[0]
 
-    (loaded,) = runall.load_suites([str(suite)])
+    (loaded,) = load_suites([str(suite)])
     for budget, expected in (("paper", True), ("smoke", False)):
         results = SuiteResults(values={}, class_iou={}, seeds=[0], devices=["cpu"], data=["x"], budget=budget, timing=[], random_init=True)
         table = suite_table(loaded, paper_table("FaPN", "Table I"), results)
@@ -223,12 +226,13 @@ class OraclePanoptic(torch.nn.Module):
 
 
 def test_panoptic_quality_and_box_ap_come_from_one_inference_pass(tmp_path):
+    from alignbench.bench.data.catalog import get_dataset
     from alignbench.bench.data.synthetic import SynthSpec, write_dataset
     from alignbench.bench.recipes import budget
     from alignbench.bench.tasks import DataSource, PanopticTask, first_images
 
     root = write_dataset(tmp_path / "data", SynthSpec(n_train=1, n_val=3, size=(64, 128), seed=5), progress=False)
-    task = PanopticTask(DataSource("synthetic", Path(root), "test scenes"))
+    task = PanopticTask("panoptic", DataSource(get_dataset("synthetic"), Path(root), "test scenes"))
     val = task.val()
     subset = first_images(val, 2)  # in memory: the dataset itself keeps its three images
     assert len(subset) == 2 and len(val) == 3 and len(subset.data["images"]) == 2
@@ -291,7 +295,9 @@ def test_the_fingerprint_follows_options_and_the_registering_module(monkeypatch)
 def test_run_all_weights_options_name_a_model_or_every_row():
     from alignbench.bench.commands.run_all import weights_map
 
-    assert weights_map(["all.pt", "rt_fpn_r18=fpn.pt"], "--checkpoint") == {"*": "all.pt", "rt_fpn_r18": "fpn.pt"}
+    # absolute: worker processes and cluster jobs read the files too
+    assert weights_map(["all.pt", "rt_fpn_r18=fpn.pt"], "--checkpoint") == {"*": str(Path("all.pt").resolve()),
+                                                                             "rt_fpn_r18": str(Path("fpn.pt").resolve())}
     assert weights_map(None, "--checkpoint") is None
     with pytest.raises(UserError, match="--backbone-weights rt_fpn_r81=x.pt: unknown model"):
         weights_map(["rt_fpn_r81=x.pt"], "--backbone-weights")

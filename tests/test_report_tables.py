@@ -114,3 +114,19 @@ def test_rendered_report_has_a_summary_contents_and_no_literal_backticks(tmp_pat
     assert "## Summary" in markdown and "say nothing about accuracy" not in markdown
     assert "a budget that says nothing about accuracy" in markdown
     assert (tmp_path / "figures" / "fapn_table8a_speed.png").exists()  # ours and the paper's FPS on separate axes
+
+
+def test_band_columns_come_with_their_width_and_share_of_the_pixels():
+    """The report prints beside the band scores which width each band had on the maps and what share of the evaluated
+    pixels it holds; bands that coincide after scaling, and a band holding most of the image, are said to be so."""
+    (suite,) = load_suites(["miniature_alignment_r18"])
+    results = _results({"fpn": {"mIoU": 0.5, "band_3": 0.4, "band_5": 0.4, "band_8": 0.4, "band_12": 0.45}})
+    results.band_share = {"3": 0.21, "5": 0.21, "8": 0.21, "12": 0.56}
+    results.band_width_px = {"3": [1], "5": [1], "8": [1], "12": [2]}
+    table = suite_table(suite, suite.reference_table(), results)
+    shares = _cells(table, "band: width used, share of evaluated pixels")
+    assert shares[1:6] == ["", "1 px, 21%", "1 px, 21%", "1 px, 21%", "2 px, 56%"]
+    assert any("3, 5, 8 px are all 1 px" in note for note in table.footnotes)
+    assert any("12 px (holds 56% of the evaluated pixels: not a boundary measurement)" in note for note in table.footnotes)
+    results.band_share, results.band_width_px = {}, {}  # a store of results that recorded none (before they were)
+    assert not any(row[0].text.startswith("band:") for row in suite_table(suite, suite.reference_table(), results).rows)

@@ -10,10 +10,11 @@ import pytest
 from alignbench_test_helpers import run_cli
 
 from alignbench import models
-from alignbench.bench import runall
+from alignbench.bench import planning, storing
+from alignbench.bench.data.catalog import get_dataset
 from alignbench.bench.errors import UserError
 from alignbench.bench.pipeline import Evaluation, Pipeline
-from alignbench.bench.recipes import NO_OVERRIDES, budget, training_config
+from alignbench.bench.recipes import budget, training_config
 from alignbench.bench.suites import load_suite, load_suites
 from alignbench.bench.tasks import DataSource
 from alignbench.metrics.vocabulary import METRICS
@@ -66,17 +67,18 @@ def test_row_options_reach_the_model_its_identity_and_its_counts(tmp_path, small
     suite = load_suite(_suite(tmp_path, "{neck_channels: 64, head_channels: 64}"))
     assert suite.rows[1].options == {"neck_channels": 64, "head_channels": 64} and suite.rows[0].options == {}
     sources = resolve_data([f"cityscapes={small_tree}"])
-    entries, _ = runall.plan([suite], sources, "smoke", [0])
+    entries, _ = planning.plan([suite], sources, "smoke", [0])
     plain, small = entries
     assert small.pipeline.user_options == {"neck_channels": 64, "head_channels": 64}
     assert small.setup["options"] == {"neck_channels": 64, "head_channels": 64} and "options" not in plain.setup
     # the same model without the options is another experiment: another pipeline, training key and config hash
     wide = load_suite(_suite(tmp_path, "{}", name="wide"))
-    (_, wide_entry), _ = runall.plan([wide], sources, "smoke", [0])
+    (_, wide_entry), _ = planning.plan([wide], sources, "smoke", [0])
     assert wide_entry.pipeline is not small.pipeline
     assert wide_entry.training_key != small.training_key and wide_entry.setup_hash != small.setup_hash
     assert small.pipeline.build().neck.out_channels == 64 and plain.pipeline.build().neck.out_channels == 256
-    runall.write_resolved_config(tmp_path / "resolved.json", entries, "smoke", [f"cityscapes={small_tree}"], [0], NO_OVERRIDES)
+    request = planning.RunRequest(data=(f"cityscapes={small_tree}",), budget="smoke", seeds=(0,))
+    storing.write_resolved_config(tmp_path / "resolved.json", planning.Plan(request, [suite], "smoke", list(request.data), sources, entries))
     rows = json.loads((tmp_path / "resolved.json").read_text())["suites"]["opts"]["rows"]
     assert rows["small"]["options"] == {"neck_channels": 64, "head_channels": 64} and rows["fpn"]["options"] == {}
     # params are counted with the row's options (default 256 / 128 channels otherwise)
@@ -86,15 +88,15 @@ def test_row_options_reach_the_model_its_identity_and_its_counts(tmp_path, small
 
 
 def test_the_default_run_is_the_miniature_suite_and_the_paper_tables_params_and_gmacs(monkeypatch, small_tree):
-    chosen = runall.chosen_suites(None, None)
-    assert chosen == runall.chosen_suites(None, "miniature")
+    chosen = planning.chosen_suites(None, None)
+    assert chosen == planning.chosen_suites(None, "miniature")
     miniature, *paper = chosen
     assert miniature.name == "miniature_alignment_r18" and miniature.is_comparison
     assert miniature.metrics == ("mIoU", "band_3", "band_5", "band_8", "band_12", "params_m", "gflops", "latency_ms")
     assert [row.options for row in miniature.rows] == [{"neck_channels": 64, "head_channels": 64}] * 3
     assert [row.model for row in miniature.rows] == ["semantic_fpn_fpn_r18", "semantic_fpn_fapn_r18", "semantic_fpn_sfnet_r18"]
     assert miniature.seeds == (0, 1, 2) and miniature.budget == "miniature" and miniature.data == ("synthetic-miniature",)
-    assert runall.resolve_defaults(chosen, None, None) == ("miniature", ["synthetic-miniature"])
+    assert planning.resolve_defaults(chosen, None, None) == ("miniature", ["synthetic-miniature"])
     # the paper suites with a params or GMACs column, restricted to those columns; the others are left out
     assert [suite.name for suite in paper] == ["fapn_supp_table1", "fapn_table1", "fpt_table1", "fpt_table4", "sfnet_table1c",
                                                "sfnet_table1d", "sfnet_table2b", "sfnet_table3"]
@@ -103,8 +105,8 @@ def test_the_default_run_is_the_miniature_suite_and_the_paper_tables_params_and_
     # the plan: 3 necks x 3 seeds, then one entry per paper row (4 + 8 + 8 + 8 + 5 + 10 + 4 + 3 = 50)
     # plan only: no code fingerprints (a meta build and trace of each of the 50 models) and no COCO export for them
     monkeypatch.setattr(Pipeline, "code", property(lambda self: {"version": "test", "model": self.name}))
-    source = DataSource("synthetic", small_tree, "test scenes", "synthetic")
-    entries, skipped = runall.plan(chosen, [source], "miniature", None)
+    source = DataSource(get_dataset("synthetic"), small_tree, "test scenes", "synthetic")
+    entries, skipped = planning.plan(chosen, [source], "miniature", None)
     assert not skipped
     assert len(entries) == 9 + 50
     trained = [entry for entry in entries if entry.pipeline.trains([entry.evaluation])]
@@ -115,21 +117,21 @@ def test_the_default_run_is_the_miniature_suite_and_the_paper_tables_params_and_
 
 def test_an_explicit_budget_without_suite_runs_every_paper_table_with_all_its_metrics():
     for name in ("smoke", "short", "paper"):
-        chosen = runall.chosen_suites(None, name)
+        chosen = planning.chosen_suites(None, name)
         assert chosen == [suite for suite in load_suites() if not suite.is_comparison]
         assert {"mIoU", "PQ", "AP_bbox", "fps"} <= {metric for suite in chosen for metric in suite.metrics}
         assert len(chosen) == 19 and sum(len(suite.rows) for suite in chosen) == 95  # the former default: 95 entries at seed 0
-    assert [suite.name for suite in runall.chosen_suites(["fapn_table2"], None)] == ["fapn_table2"]
+    assert [suite.name for suite in planning.chosen_suites(["fapn_table2"], None)] == ["fapn_table2"]
 
 
 def test_complexity_only_pipelines_never_train_nor_write_checkpoints(tmp_path, small_tree, monkeypatch):
-    from alignbench.bench import train
+    from alignbench.bench import pipeline as pipeline_module
     from alignbench.bench.tasks import resolve_data
 
     def refuse(*args, **kwargs):
         raise AssertionError("trained")
 
-    monkeypatch.setattr(train, "train", refuse)
+    monkeypatch.setattr(pipeline_module, "train", refuse)  # the trainer the pipeline calls
     (source,) = resolve_data([f"cityscapes={small_tree}"])
     pipeline = Pipeline("semantic_fpn_fpn_r18", source, training_config("miniature", "smoke"), budget("smoke"), 0,
                         options={"neck_channels": 32, "head_channels": 32})
@@ -145,17 +147,17 @@ def test_complexity_only_pipelines_never_train_nor_write_checkpoints(tmp_path, s
 
 
 def test_the_synthetic_miniature_preset(tmp_path, monkeypatch):
-    from alignbench.bench.data import cache
+    from alignbench.bench import tasks
     from alignbench.bench.data.synthetic import SYNTHETIC_PRESETS, SynthSpec
     from alignbench.bench.tasks import resolve_data
 
     asked = []
-    monkeypatch.setattr(cache, "ensure_synthetic", lambda spec, progress=True: asked.append(spec) or tmp_path)
+    monkeypatch.setattr(tasks, "ensure_synthetic", lambda spec, progress=True: asked.append(spec) or tmp_path)
     (source,) = resolve_data(["synthetic-miniature"])
     assert asked == [SynthSpec(n_train=128, n_val=64, size=(128, 256), seed=0)] == [SYNTHETIC_PRESETS["synthetic-miniature"]]
-    assert source.kind == "synthetic" and source.spec == "synthetic-miniature"
+    assert source.dataset.name == "synthetic" and source.spec == "synthetic-miniature"
     assert source.description.startswith("synthetic 128x256 (128 train / 64 val, seed 0, ")
-    with pytest.raises(UserError, match="expected 'synthetic', 'synthetic-miniature', 'cityscapes=PATH'"):
+    with pytest.raises(UserError, match="expected 'synthetic', 'synthetic-miniature', 'NAME=PATH'"):
         resolve_data(["synthetic-tiny"])
     # `data synth --preset`: the preset's size and seed, counts changed by the options
     result = run_cli("data", "synth", "--preset", "synthetic-miniature", "--n-train", "1", "--n-val", "1", "--out", tmp_path / "d")
@@ -183,7 +185,7 @@ def _cells(table, method: str) -> list[str]:
 def test_a_complexity_only_paper_suite_is_a_fidelity_table():
     from alignbench.reports.report import GAP_FOOTNOTE, NOT_MEASURED_FOOTNOTE, suite_table
 
-    restricted = next(suite for suite in runall.default_run_suites() if suite.name == "fapn_table1")
+    restricted = next(suite for suite in planning.default_run_suites() if suite.name == "fapn_table1")
     paper = restricted.reference_table()
     paper_params = {row.key: row.values["params_m"] for row in paper.rows}
     results = _results({"fpn_r50": {"params_m": paper_params["fpn_r50"] * 1.01}, "fapn_r50": {"params_m": paper_params["fapn_r50"] * 1.07}})
@@ -238,7 +240,7 @@ def test_the_summary_says_what_ran_and_whether_each_neck_beats_fpn(tmp_path):
     mixed["counts"][1::2, 1, :, 0] += 3
     results.statistics["sfnet"] = {0: mixed, 1: mixed}
     paper = miniature.reference_table()
-    restricted = next(suite for suite in runall.default_run_suites() if suite.name == "sfnet_table3")
+    restricted = next(suite for suite in planning.default_run_suites() if suite.name == "sfnet_table3")
     published = {row.key: row.values.get("params_m") for row in restricted.reference_table().rows}
     fidelity = _results({"sfnet_resnet18": {"params_m": published["sfnet_resnet18"]}, "sfnet_df1": {"params_m": published["sfnet_df1"] * 1.2}})
     sections = [(miniature, paper, results, ""), (restricted, restricted.reference_table(), fidelity, "")]

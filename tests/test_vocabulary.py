@@ -63,7 +63,7 @@ def test_semantic_json_contract_maps_onto_vocabulary_keys(small_tree):
     output = result.to_json()
     assert {"IoU_category", "iIoU_category", "boundary_mIoU"} <= set(output)  # the public contract, unchanged
     metrics = semantic_metrics(result)
-    assert set(metrics) == set(vocabulary.task_metrics("semantic")) - {"params_m", "gflops", "fps", "latency_ms"} | {"class_IoU", "n_images"}
+    assert set(metrics) == set(vocabulary.task_metrics("semantic")) - {"params_m", "gflops", "fps", "latency_ms"} | {"class_IoU", "classes", "band_share", "band_width_px", "n_images"}
     assert metrics["mIoU"] == metrics["mIoU_val"] == result.miou
     assert metrics["IoU_cat"] == result.iou_category and metrics["iIoU_cat"] == result.iiou_category
     assert [metrics[f"band_{w}"] for w in (3, 5, 8, 12)] == [result.boundary_miou[w] for w in (3, 5, 8, 12)]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from alignbench.bench.commands.common import image_size, non_negative_int, output_folder, seed
+from alignbench.bench.errors import UserError
 
 
 def synthetic_preset(text: str) -> str:
@@ -47,13 +50,11 @@ def register(subparsers) -> None:
 
 def run_synth(args) -> int:
     from dataclasses import replace
-    from pathlib import Path
 
     from alignbench.bench.data.cache import prepare_synthetic_folder
     from alignbench.bench.data.synthetic import SYNTHETIC_PRESETS
 
     if args.density is not None and not 0 < args.density <= 10:
-        from alignbench.bench.errors import UserError
 
         raise UserError(f"--density must be in (0, 10], got {args.density}")
     given = {"n_train": args.n_train, "n_val": args.n_val, "size": args.size, "seed": args.seed, "density": args.density}
@@ -64,13 +65,10 @@ def run_synth(args) -> int:
 
 
 def run_coco(args) -> int:
-    import sys
-
     from alignbench.bench.data.coco import export_coco
 
     splits = [split.strip() for split in args.split.split(",") if split.strip()]
     if not splits:
-        from alignbench.bench.errors import UserError
 
         raise UserError(f"--split: expected a split name such as val, got {args.split!r}")
     for split in splits:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 from alignbench.bench.commands.common import band_widths, positive_int
+from alignbench.bench.errors import UserError
 
 
 def register(subparsers) -> None:
@@ -10,15 +13,19 @@ def register(subparsers) -> None:
     tasks = evaluate.add_subparsers(dest="task", metavar="TASK", required=True)
     semantic = tasks.add_parser(
         "semantic",
-        help="Cityscapes mIoU, iIoU, category scores and boundary-band mIoU",
-        description="Predictions: single-channel PNGs named <city>_<seq>_<frame>*.png anywhere under --pred.",
+        help="mIoU, per-class IoU and boundary-band mIoU of any dataset (Cityscapes: also iIoU and category scores)",
+        description="Predictions: single-channel PNGs anywhere under --pred, named <image stem>.png (Cityscapes: "
+        "<city>_<seq>_<frame>*.png, the pattern cityscapesscripts searches for).",
     )
-    semantic.add_argument("--gt", required=True, help="Cityscapes root (holding gtFine/<split>/)")
+    semantic.add_argument("--dataset", default="cityscapes",
+                          help="a dataset of `alignbench datasets` or a dataset file NAME.yaml (default cityscapes)")
+    semantic.add_argument("--gt", required=True, help="the dataset's root folder, in its official layout")
     semantic.add_argument("--pred", required=True, help="folder of prediction PNGs")
     semantic.add_argument("--split", default="val", help="ground-truth split (default val)")
     semantic.add_argument(
-        "--pred-ids", choices=("label", "train"), default="label",
-        help="predictions hold label ids 0..33 (default) or train ids 0..18 / 255",
+        "--pred-ids", choices=("label", "train"), default=None,
+        help="predictions hold the dataset's label ids (Cityscapes' default: 0..33) or train ids 0..C-1 / 255 "
+        "(the default of every other dataset)",
     )
     semantic.add_argument("--bands", type=band_widths, default=(3, 5, 8, 12), help="boundary band widths in px (default 3,5,8,12)")
     semantic.add_argument("--instance-boundaries", action="store_true", help="count instance outlines as boundaries too")
@@ -60,15 +67,16 @@ def register(subparsers) -> None:
 
 
 def run_semantic(args) -> int:
-    import sys
-
     from alignbench.bench.evaluation.parallel import keep_freed_memory_for_reuse
     from alignbench.bench.evaluation.semantic import SemanticEvalConfig, evaluate_semantic_files
     from alignbench.bench.io import write_json_atomic
     from alignbench.reports.console import BOUNDARY_FOOTNOTE, semantic_table
 
     keep_freed_memory_for_reuse()  # forked workers inherit it
-    config = SemanticEvalConfig(bands=args.bands, pred_ids=args.pred_ids, instance_boundaries=args.instance_boundaries)
+    dataset = semantic_dataset(args.dataset)
+    if args.instance_boundaries and not dataset.labels.defines_instance_scores:
+        raise UserError(f"--instance-boundaries: {dataset.name} has no instance maps")
+    config = SemanticEvalConfig(dataset, bands=args.bands, pred_ids=args.pred_ids, instance_boundaries=args.instance_boundaries)
     result = evaluate_semantic_files(
         args.gt, args.pred, args.split, config, workers=args.workers, progress=sys.stderr.isatty()
     ).to_json()
@@ -81,9 +89,21 @@ def run_semantic(args) -> int:
     return 0
 
 
-def run_panoptic(args) -> int:
-    import sys
+def semantic_dataset(name: str):
+    """The semantic dataset `--dataset` names: a registered one, or a dataset file (NAME.yaml)."""
+    from alignbench.bench.data.catalog import get_dataset
 
+    if name.endswith((".yaml", ".yml")):
+        from alignbench.bench.data.folder import load_dataset_file
+
+        return load_dataset_file(name)
+    dataset = get_dataset(name)
+    if "semantic" not in dataset.tasks:
+        raise UserError(f"--dataset {name}: has no semantic labels (its tasks: {', '.join(dataset.tasks)})")
+    return dataset
+
+
+def run_panoptic(args) -> int:
     from alignbench.bench.evaluation.panoptic import evaluate_panoptic_files, panoptic_table
     from alignbench.bench.evaluation.parallel import keep_freed_memory_for_reuse
     from alignbench.bench.io import write_json_atomic

@@ -6,6 +6,10 @@ weights) and its parameter count is printed beside the paper's, with the differe
 
 from __future__ import annotations
 
+import json
+
+from alignbench.bench.errors import UserError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("models", help="list the registered models (task, paper reference, parameters)")
@@ -19,10 +23,8 @@ def register(subparsers) -> None:
 
 def run_models(args) -> int:
     import dataclasses
-    import json
 
     from alignbench import models
-    from alignbench.bench.errors import UserError
     from alignbench.reports.console import text_table
 
     if args.task is not None and args.task not in models.TASKS:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alignbench.bench.commands.common import image_size, positive_int
+from alignbench.bench.errors import UserError
 
 # The workload names of bench.perf.WORKLOADS, repeated so that building the parser imports no numpy;
 # tests/test_perf_workloads.py checks that the two lists agree.
@@ -50,9 +53,6 @@ def register(subparsers) -> None:
 
 
 def run_evaluator(args) -> int:
-    from pathlib import Path
-
-    from alignbench.bench.errors import UserError
     from alignbench.bench.io import write_json_atomic
     from alignbench.bench.perf import panoptic_benchmark, semantic_benchmark, summary_table
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from alignbench.bench.commands.common import device_name, image_size, output_file, positive_int
+from alignbench.bench.errors import UserError
 
 
 def register(subparsers) -> None:
@@ -32,10 +36,6 @@ def register(subparsers) -> None:
 
 
 def run_profile(args) -> int:
-    from pathlib import Path
-
-    from alignbench.bench.errors import UserError
-
     if args.all == bool(args.model):
         raise UserError("profile: give a MODEL name or --all (not both)")
     if args.device and args.device.startswith("cuda"):
@@ -85,7 +85,6 @@ def run_profile(args) -> int:
 def render(rows: list[dict], as_json: bool) -> str:
     """The rows as the complexity table or as JSON, ending with a newline."""
     if as_json:
-        import json
 
         from alignbench.bench.io import to_jsonable
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alignbench.bench.commands.common import budget_name, output_folder
+from alignbench.bench.errors import UserError
 
 
 def register(subparsers) -> None:
@@ -16,9 +19,6 @@ def register(subparsers) -> None:
 
 
 def run_report(args) -> int:
-    from pathlib import Path
-
-    from alignbench.bench.errors import UserError
     from alignbench.bench.reporting import write_report
     from alignbench.bench.suites import load_suites
 

@@ -7,7 +7,11 @@ an export nor damages an earlier one.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from alignbench.bench.commands.common import output_file
+from alignbench.bench.errors import UserError
 
 
 def register(subparsers) -> None:
@@ -19,10 +23,6 @@ def register(subparsers) -> None:
 
 
 def run_results(args) -> int:
-    import sys
-    from pathlib import Path
-
-    from alignbench.bench.errors import UserError
     from alignbench.bench.io import write_atomic
     from alignbench.bench.results import load_results
 

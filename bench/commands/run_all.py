@@ -10,8 +10,11 @@ evaluation; `--launcher slurm` submits the pending work as Slurm jobs instead (s
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from alignbench.bench.commands.common import budget_name, device_name, non_negative_int, output_folder, positive_int, seed_list, store_file
+from alignbench.bench.errors import UserError
 
 # the options that only mean something with --launcher slurm, and their "not given" values
 _SLURM_ONLY = {"partition": None, "gpus_per_node": None, "nodes": None, "tasks_per_node": None,
@@ -61,8 +64,11 @@ def register(subparsers) -> None:
     )
     run_all.add_argument("--suite", action="append", help="run only this suite (repeatable; see bench/suites/ and `alignbench suites`)")
     run_all.add_argument("--data", action="append",
-                         help="'synthetic', 'synthetic-miniature' (the default run's), 'cityscapes=PATH' or 'coco=PATH' (repeatable; "
+                         help="'synthetic', 'synthetic-miniature' (the default run's), NAME=PATH for a dataset of `alignbench datasets` "
+                         "(e.g. camvid=PATH, cityscapes=PATH, ade20k=PATH, coco=PATH) or a dataset file FILE.yaml[=ROOT] (repeatable; "
                          "default: the suites' stated data, else synthetic)")
+    run_all.add_argument("--eval-split", default="val", metavar="SPLIT",
+                         help="the split evaluated (default val; e.g. test for a copy with test labels)")
     run_all.add_argument("--budget", type=budget_name,
                          help="miniature (the default run: the laptop protocol, docs/miniature_protocol.md); smoke (CPU minutes, "
                               "the pipeline check: every paper table, accuracy not a result), short (GPU minutes) or paper "
@@ -103,10 +109,7 @@ def register(subparsers) -> None:
 
 def slurm_options(args):
     """The SlurmOptions of the command line (refusing Slurm options without --launcher slurm)."""
-    from pathlib import Path
-
-    from alignbench.bench.errors import UserError
-    from alignbench.bench.runall import SlurmOptions
+    from alignbench.bench.execution import SlurmOptions
 
     given = [name for name, unset in _SLURM_ONLY.items() if getattr(args, name) != unset]
     if args.launcher != "slurm":
@@ -130,7 +133,6 @@ def slurm_options(args):
 def weights_map(values: list[str] | None, option: str) -> dict[str, str] | None:
     """'[MODEL=]PATH' values -> {model or "*": path}; MODEL must be a registered model."""
     from alignbench import models
-    from alignbench.bench.errors import UserError
 
     if not values:
         return None
@@ -146,36 +148,38 @@ def weights_map(values: list[str] | None, option: str) -> dict[str, str] | None:
                 raise UserError(f"{option} {value}: {error}") from None
         if model in mapping:
             raise UserError(f"{option}: two files for {'every row' if model == '*' else model}")
-        mapping[model] = path
+        mapping[model] = str(Path(path).expanduser().resolve())  # absolute: worker processes and cluster jobs read it too
     return mapping
 
 
 def run(args) -> int:
-    import sys
-    from pathlib import Path
-
     from alignbench.bench import distributed
+    from alignbench.bench.execution import default_workers
+    from alignbench.bench.planning import RunRequest
     from alignbench.bench.recipes import parse_overrides
-    from alignbench.bench.runall import default_workers, run_all
+    from alignbench.bench.runall import run_all
 
     slurm = slurm_options(args)
-    overrides = parse_overrides(args.overrides)
+    request = RunRequest(
+        suites=tuple(name for value in args.suite or [] for name in value.split(",") if name) or None,
+        data=tuple(args.data) if args.data else None,
+        budget=args.budget,
+        seeds=tuple(args.seeds) if args.seeds else None,
+        overrides=parse_overrides(args.overrides),
+        checkpoints=weights_map(args.checkpoint, "--checkpoint"),
+        backbone_weights=weights_map(args.backbone_weights, "--backbone-weights"),
+        eval_split=args.eval_split,
+    )
     distributed.init_from_env(args.device)  # a no-op unless started by torchrun with several processes
     summary = run_all(
-        suites=[name for value in args.suite or [] for name in value.split(",") if name] or None,
-        data=args.data,
-        budget=args.budget,
+        request,
+        Path(args.results),
         device=args.device,
-        results=Path(args.results),
-        seeds=args.seeds,
         out_dir=Path(args.out) if args.out else None,
         progress=sys.stderr.isatty(),
         report=not args.no_report,
         launcher=args.launcher,
         slurm=slurm,
-        checkpoints=weights_map(args.checkpoint, "--checkpoint"),
-        backbone_weights=weights_map(args.backbone_weights, "--backbone-weights"),
-        overrides=overrides,
         workers=args.workers or (default_workers(args.device) if not args.suite and args.budget is None else 1),
     )
     main = distributed.is_main()

@@ -6,6 +6,8 @@ recipe, metrics, baseline, default seeds / budget / data, file and rows (row, mo
 
 from __future__ import annotations
 
+import json
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("suites", help="list the suites (paper tables and comparison suites) with their rows")
@@ -35,8 +37,6 @@ def describe(suite) -> dict:
 
 
 def run_suites(args) -> int:
-    import json
-
     from alignbench.bench.suites import load_suites
     from alignbench.reports.console import text_table
 

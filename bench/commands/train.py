@@ -6,7 +6,11 @@ recipe's total batch split over them) and share the evaluation; rank 0 prints an
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from alignbench.bench.commands.common import budget_name, device_name, output_file, output_folder, seed
+from alignbench.bench.errors import UserError
 
 
 def register(subparsers) -> None:
@@ -17,7 +21,10 @@ def register(subparsers) -> None:
     )
     train.add_argument("model", help="registered model name (see `alignbench models`)")
     train.add_argument("--recipe", help="training recipe (default: the one of the suite that uses the model)")
-    train.add_argument("--data", default="synthetic", help="'synthetic' (default), 'cityscapes=PATH' or 'coco=PATH'")
+    train.add_argument("--data", default="synthetic",
+                       help="'synthetic' (default), NAME=PATH for a dataset of `alignbench datasets` (camvid=PATH, cityscapes=PATH, "
+                       "coco=PATH, ...) or a dataset file FILE.yaml[=ROOT]")
+    train.add_argument("--eval-split", default="val", metavar="SPLIT", help="the split evaluated (default val)")
     train.add_argument("--budget", type=budget_name, default="smoke", help="smoke (default), short or paper")
     train.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
     train.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
@@ -34,18 +41,14 @@ def register(subparsers) -> None:
 
 
 def run_train(args) -> int:
-    import sys
-    from pathlib import Path
-
     import torch
 
     from alignbench.bench import distributed
-    from alignbench.bench.errors import UserError
     from alignbench.bench.io import write_json_atomic
     from alignbench.bench.pipeline import Evaluation, Pipeline, random_init_warning
+    from alignbench.bench.planning import default_device
     from alignbench.bench.recipes import apply_overrides, parse_overrides, training_config
     from alignbench.bench.recipes import budget as get_budget
-    from alignbench.bench.runall import default_device
     from alignbench.bench.suites import default_recipe
     from alignbench.bench.tasks import resolve_data
     from alignbench.metrics import vocabulary
@@ -74,6 +77,7 @@ def run_train(args) -> int:
     pipeline = Pipeline(
         args.model, sources[0], config, budget, seed=args.seed, checkpoint=args.checkpoint,
         backbone_weights=args.backbone_weights, train_model=not args.eval_only, device=device, progress=progress,
+        eval_split=args.eval_split,
     )
     if distributed.is_main():
         random_init_warning(int(pipeline.train_model and pipeline.random_init), args.budget)
@@ -91,6 +95,7 @@ def run_train(args) -> int:
             print(f"{key:>10s}  {value:.4f}" if isinstance(value, float) else f"{key:>10s}  {value}")
     if args.json:
         write_json_atomic(args.json, {"model": args.model, "recipe": recipe, "budget": args.budget, "data": sources[0].description,
+                                      "eval_split": args.eval_split,
                                       "checkpoint": str(pipeline.checkpoint) if pipeline.checkpoint else None,
                                       "backbone_weights": str(pipeline.backbone_weights) if pipeline.backbone_weights else None,
                                       "code": pipeline.code, "overrides": overrides.to_json(), "train": config.to_json(),

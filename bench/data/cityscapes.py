@@ -1,18 +1,22 @@
-"""Reader for a Cityscapes tree (the real dataset or one written by `alignbench data synth`).
+"""Cityscapes (Cordts et al., CVPR 2016): the reader of its official tree, registered as dataset `cityscapes`.
 
 Layout: leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png and
-gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_{labelIds,instanceIds}.png. Label ids map to train ids
-through cityscapesscripts' label table (metrics.labels.CITYSCAPES).
+gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_{labelIds,instanceIds}.png (splits train, val, test; the test
+labels are all 'unlabeled'). mmsegmentation's converter only adds *_gtFine_labelTrainIds.png files beside these, so
+an mmseg folder reads as it is. Label ids map to train ids through cityscapesscripts' label table
+(metrics.labels.CITYSCAPES), which also defines the iIoU and category scores. The same tree written by
+`alignbench data synth` is the `synthetic` dataset (bench/data/synthetic.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from alignbench.bench.data.catalog import SemanticDataset, SemanticFrame, SemanticSample, register_dataset
 from alignbench.bench.errors import UserError
 from alignbench.bench.io import read_png
 from alignbench.metrics.labels import CITYSCAPES
@@ -20,28 +24,14 @@ from alignbench.metrics.labels import CITYSCAPES
 LABEL_SUFFIX = "_gtFine_labelIds.png"
 INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
 IMAGE_SUFFIX = "_leftImg8bit.png"
+_FRAME_KEY = re.compile(r"^([^_/]+_\d+_\d+)")
 
 
 @dataclass(frozen=True)
-class CityscapesFrame:
-    """The files of one annotated frame; `name` is <city>_<seq>_<frame>."""
+class CityscapesFrame(SemanticFrame):
+    """A Cityscapes frame: `name` is <city>_<seq>_<frame>."""
 
-    name: str
-    city: str
-    label_ids: Path
-    instance_ids: Path
-    image: Path
-
-
-@dataclass
-class CityscapesSample:
-    """One decoded frame: RGB image, label ids, train ids (255 = ignore) and instanceIds."""
-
-    name: str
-    image: np.ndarray
-    label_ids: np.ndarray
-    train_ids: np.ndarray
-    instance_ids: np.ndarray
+    city: str = ""
 
 
 def find_frames(root: str | Path, split: str, require_images: bool = True) -> list[CityscapesFrame]:
@@ -58,13 +48,13 @@ def find_frames(root: str | Path, split: str, require_images: bool = True) -> li
         city = label_path.parent.name
         frame = CityscapesFrame(
             name=name,
-            city=city,
-            label_ids=label_path,
-            instance_ids=label_path.with_name(name + INSTANCE_SUFFIX),
             image=root / "leftImg8bit" / split / city / (name + IMAGE_SUFFIX),
+            label=label_path,
+            instances=label_path.with_name(name + INSTANCE_SUFFIX),
+            city=city,
         )
-        if not frame.instance_ids.is_file():
-            raise UserError(f"{frame.instance_ids}: missing instanceIds file for {label_path.name}")
+        if not frame.instances.is_file():
+            raise UserError(f"{frame.instances}: missing instanceIds file for {label_path.name}")
         if require_images and not frame.image.is_file():
             raise UserError(f"{frame.image}: missing image for {label_path.name}")
         frames.append(frame)
@@ -78,44 +68,38 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     return CITYSCAPES.train_id_of[label_ids]
 
 
-def read_frame(frame: CityscapesFrame, with_image: bool = True) -> CityscapesSample:
-    """Decode a frame's files, checking sizes and label ids."""
-    label_ids = read_png(frame.label_ids)
-    instance_ids = read_png(frame.instance_ids).astype(np.int32)
-    if label_ids.dtype != np.uint8 or int(label_ids.max()) >= CITYSCAPES.num_ids:
-        raise UserError(f"{frame.label_ids}: label id {int(label_ids.max())} outside 0..{CITYSCAPES.num_ids - 1}")
-    if instance_ids.shape != label_ids.shape:
-        raise UserError(f"{frame.instance_ids}: size {instance_ids.shape} differs from {frame.label_ids.name} {label_ids.shape}")
-    image = np.zeros(label_ids.shape + (3,), np.uint8)
-    if with_image:
-        image = read_png(frame.image, channels=3)
-        if image.shape[:2] != label_ids.shape:
-            raise UserError(f"{frame.image}: size {image.shape[:2]} differs from {frame.label_ids.name} {label_ids.shape}")
-    return CityscapesSample(frame.name, image, label_ids, label_ids_to_train_ids(label_ids), instance_ids)
+class Cityscapes(SemanticDataset):
+    name = "cityscapes"
+    title = "Cityscapes fine annotations (19 evaluated classes, cityscapesscripts' label table)"
+    splits = ("train", "val", "test")
+    layout = "leftImg8bit/<split>/<city>/*_leftImg8bit.png and gtFine/<split>/<city>/*_gtFine_{labelIds,instanceIds}.png"
+    citation = "Cordts et al., CVPR 2016; label table: cityscapesscripts.helpers.labels"
+    native_size = (1024, 2048)
+    labels = CITYSCAPES
+    default_pred_ids = "label"  # cityscapesscripts' convention: predictions hold label ids 0..33
+    prediction_pattern = "{name}*.png"
+
+    def frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
+        return find_frames(root, split, require_images)
+
+    def read_label(self, frame: SemanticFrame) -> np.ndarray:
+        label_ids = read_png(frame.label)
+        if label_ids.dtype != np.uint8 or int(label_ids.max()) >= CITYSCAPES.num_ids:
+            raise UserError(f"{frame.label}: ground truth has label id {int(label_ids.max())} outside 0..{CITYSCAPES.num_ids - 1}")
+        return label_ids
+
+    def ground_truth_files(self, root: Path):
+        return (path for path in (root / "gtFine").rglob("*") if path.is_file())
+
+    def prediction_key(self, file_name: str) -> str:
+        """<city>_<seq>_<frame> at the start of the name, the pattern cityscapesscripts' getPrediction searches for."""
+        match = _FRAME_KEY.match(file_name)
+        return match.group(1) if match else file_name
 
 
-class CityscapesDataset:
-    """Map-style dataset over a Cityscapes split (works with torch's DataLoader; imports no torch).
+def read_frame(frame: SemanticFrame, with_image: bool = True) -> SemanticSample:
+    """Decode a Cityscapes frame, checking sizes and label ids."""
+    return CITYSCAPES_DATASET.read(frame, with_image)
 
-    `transform`, when given, is applied to each CityscapesSample and its result returned instead.
-    """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        transform: Callable[[CityscapesSample], object] | None = None,
-        with_images: bool = True,
-    ) -> None:
-        self.root = Path(root)
-        self.split = split
-        self.frames = find_frames(self.root, split, require_images=with_images)
-        self.transform = transform
-        self.with_images = with_images
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __getitem__(self, index: int):
-        sample = read_frame(self.frames[index], with_image=self.with_images)
-        return self.transform(sample) if self.transform else sample
+CITYSCAPES_DATASET = register_dataset(Cityscapes())

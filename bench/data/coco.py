@@ -38,8 +38,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from alignbench.bench.data.catalog import Dataset, register_dataset
+from alignbench.bench.data.cityscapes import IMAGE_SUFFIX, find_frames
+from alignbench.bench.data.images import image_to_tensor
 from alignbench.bench.errors import UserError
-from alignbench.bench.io import json_text, parse_png_header, read_png, staged_folder, write_png
+from alignbench.bench.io import json_text, parse_png_header, read_image, read_png, staged_folder, write_png
+from alignbench.metrics.coco import InvalidCocoError, decode_segmentation, encode_mask, validate_ground_truth
 from alignbench.metrics.labels import CITYSCAPES, LabelSpec
 from alignbench.metrics.panoptic import id_to_rgb
 
@@ -123,7 +127,7 @@ def panoptic_from_instance_ids(
 
     Raises ValueError for a value whose label id is outside the table.
     """
-    from scipy import ndimage
+    from scipy import ndimage  # here: scipy loads only to convert instanceIds, not for the eval commands that read COCO files
 
     values = np.asarray(instance_ids)
     if values.ndim != 2 or not np.issubdtype(values.dtype, np.integer):
@@ -161,8 +165,6 @@ def instance_annotations(
     first_annotation_id: int = 1,
 ) -> list[dict[str, Any]]:
     """COCO instance annotations (RLE masks) for the thing segments of one panoptic map."""
-    from alignbench.metrics.coco import encode_mask
-
     things = set(int(i) for i in thing_ids)
     annotations = []
     for segment in segments:
@@ -207,9 +209,7 @@ def coco_paths(out: str | Path, split: str) -> dict[str, Path]:
 def export_coco(root: str | Path, out: str | Path, split: str = "val", progress: bool = False) -> CocoExport:
     """Write COCO instances and panoptic annotations for one split of a Cityscapes-layout tree (staged: module
     docstring)."""
-    from tqdm import tqdm
-
-    from alignbench.bench.data.cityscapes import IMAGE_SUFFIX, find_frames
+    from tqdm import tqdm  # here: only an export shows a bar (the eval commands import this module)
 
     root = Path(root)
     frames = find_frames(root, split, require_images=False)
@@ -220,11 +220,11 @@ def export_coco(root: str | Path, out: str | Path, split: str = "val", progress:
     n_segments = 0
     with staged_folder(paths["panoptic_json"].parent, last=paths["panoptic_json"].name) as staging:
         for image_id, frame in enumerate(tqdm(frames, desc=f"COCO export {split}", unit="img", disable=not progress), start=1):
-            instance_ids = read_png(frame.instance_ids)
+            instance_ids = read_png(frame.instances)
             try:
                 segment_map, segments = panoptic_from_instance_ids(instance_ids)
             except ValueError as error:
-                raise UserError(f"{frame.instance_ids}: {error}") from None
+                raise UserError(f"{frame.instances}: {error}") from None
             height, width = segment_map.shape
             png_name = f"{frame.name}_gtFine_panoptic.png"
             write_panoptic_png(staging / paths["panoptic_dir"].name / png_name, segment_map)
@@ -287,23 +287,6 @@ def write_panoptic_png(path: str | Path, segment_map: np.ndarray) -> None:
     write_png(path, id_to_rgb(segment_map))
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An RGB image (PNG through bench.io's checks; JPEG and others through OpenCV) as HxWx3 uint8."""
-    path = Path(path)
-    if path.suffix.lower() == ".png":
-        return read_png(path, channels=3)
-    try:
-        data = np.frombuffer(path.read_bytes(), np.uint8)
-    except FileNotFoundError:
-        raise UserError(f"{path}: image not found") from None
-    except OSError as error:
-        raise UserError(f"{path}: cannot read ({error.strerror or error})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"{path}: not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def load_json(path: str | Path, what: str = "JSON") -> Any:
     """Parse a JSON file; a missing or malformed file becomes one UserError naming it."""
     path = Path(path)
@@ -352,9 +335,7 @@ class DetectionSample:
     def to_torch(self):
         """(image float32 CxHxW in [0, 1], target dict) in the form torchvision's detection models take:
         target keys boxes, labels, masks (when present), image_id, area, iscrowd."""
-        import torch
-
-        from alignbench.bench.data.images import image_to_tensor
+        import torch  # here: the readers import no torch (module docstring); only this conversion needs it
 
         image = image_to_tensor(self.image)
         target = {
@@ -389,8 +370,6 @@ class CocoDetectionDataset:
         with_masks: bool = True,
         transform: Callable[[DetectionSample], Any] | None = None,
     ) -> None:
-        from alignbench.metrics.coco import InvalidCocoError, validate_ground_truth
-
         self.annotation_file = Path(annotation_file)
         self.image_dir = _require_folder(image_dir, "image")
         self.data = load_json(self.annotation_file, "COCO instances JSON")
@@ -416,8 +395,6 @@ class CocoDetectionDataset:
         return [image["id"] for image in self.images]
 
     def __getitem__(self, index: int):
-        from alignbench.metrics.coco import decode_segmentation
-
         info = self.images[index]
         image = read_image(self.image_dir / info["file_name"])
         height, width = image.shape[:2]
@@ -550,3 +527,44 @@ class CocoPanopticDataset:
         """Panoptic FPN's semantic-branch labels (detectron2's convention): every thing category -> 0,
         stuff categories -> 1..S in id order. Use with PanopticSample.semantic_map."""
         return {**{i: 0 for i in self.things.ids}, **{i: k + 1 for k, i in enumerate(self.stuff.ids)}}
+
+
+# --- the dataset -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CocoSplit:
+    """The COCO files of one split: instances JSON, panoptic JSON and PNG folder, image folder."""
+
+    instances_json: Path
+    panoptic_json: Path
+    panoptic_dir: Path
+    image_dir: Path
+
+
+class Coco(Dataset):
+    """A COCO tree (Lin et al., ECCV 2014): detection, instance segmentation and panoptic segmentation; its
+    categories come with its annotation files."""
+
+    name = "coco"
+    title = "COCO instances / panoptic (categories from the annotation files)"
+    tasks = ("detection", "instance", "panoptic")
+    splits = ("train", "val")
+    layout = "annotations/{instances,panoptic}_<split>.json, annotations/panoptic_<split>/*.png, <split>/ images (or train2017 / val2017)"
+    citation = "Lin et al., ECCV 2014; Kirillov et al., CVPR 2019 (panoptic)"
+
+    def coco_files(self, root: Path, split: str) -> CocoSplit:
+        """annotations/{instances,panoptic}_<split>.json, annotations/panoptic_<split>/ and <split>/ images;
+        "train" / "val" also find COCO's train2017 / val2017."""
+        annotations = Path(root) / "annotations"
+        for name in (split, f"{split}2017"):
+            if (annotations / f"instances_{name}.json").exists() or (annotations / f"panoptic_{name}.json").exists():
+                return CocoSplit(annotations / f"instances_{name}.json", annotations / f"panoptic_{name}.json",
+                                 annotations / f"panoptic_{name}", Path(root) / name)
+        raise UserError(f"{annotations}: no instances_{split}.json or panoptic_{split}.json (COCO layout: {self.layout})")
+
+    def ground_truth_files(self, root: Path):
+        return (path for path in (Path(root) / "annotations").rglob("*") if path.is_file())
+
+
+register_dataset(Coco())

@@ -25,6 +25,11 @@ import cv2
 import numpy as np
 
 from alignbench.bench.data import textures as tex
+from alignbench.bench.data.catalog import register_dataset
+from alignbench.bench.data.cityscapes import Cityscapes
+from alignbench.bench.data.coco import CocoSplit, coco_paths, export_coco
+from alignbench.bench.errors import UserError
+from alignbench.bench.io import write_json_atomic, write_png
 from alignbench.metrics.labels import CITYSCAPES
 
 log = logging.getLogger(__name__)
@@ -672,8 +677,6 @@ def write_scene(root: Path, split: str, scene: Scene) -> dict[str, Path]:
 
 def _write_png_naming_file(path: Path, array: np.ndarray) -> None:
     """write_png; an OSError (a full disk fails in write(), which names no file) gets `path` as its file name."""
-    from alignbench.bench.io import write_png
-
     try:
         write_png(path, array)
     except OSError as error:
@@ -687,10 +690,7 @@ def write_dataset(root: str | Path, spec: SynthSpec, progress: bool = True) -> P
     `UserError` line naming the file; the callers in bench/data/cache.py write into a staging folder and
     remove it on failure, so no partial tree is left behind.
     """
-    from tqdm import tqdm
-
-    from alignbench.bench.errors import UserError
-    from alignbench.bench.io import write_json_atomic
+    from tqdm import tqdm  # here: only writing scenes shows a bar (`alignbench datasets` and the catalog import this module)
 
     root = Path(root)
     jobs = [("train", i) for i in range(spec.n_train)] + [("val", i) for i in range(spec.n_val)]
@@ -721,3 +721,31 @@ SYNTHETIC_PRESETS: dict[str, SynthSpec] = {
     "synthetic": SynthSpec(),
     "synthetic-miniature": SynthSpec(n_train=128, n_val=64, size=(128, 256)),
 }
+
+
+# --- the dataset ------------------------------------------------------------------------------------------
+
+
+class Synthetic(Cityscapes):
+    """The generated scenes as a dataset: Cityscapes' layout and label table, every task (semantic from the tree,
+    detection / instance / panoptic from its COCO export, written once beside it)."""
+
+    name = "synthetic"
+    title = "alignbench's procedural street scenes (Cityscapes layout and label table; `--data synthetic[-miniature]`)"
+    tasks = ("semantic", "detection", "instance", "panoptic")
+    splits = ("train", "val")
+    citation = "alignbench (bench/data/synthetic.py, generator version 2)"
+    # The scenes imitate Cityscapes frames at a fraction of their size, so the boundary bands are stated at
+    # Cityscapes' 1024 x 2048 and scaled to the scenes' size (metrics.boundary.scaled_widths).
+    native_size = (1024, 2048)
+
+    def coco_files(self, root: Path, split: str):
+        """The COCO files of a split, exported from the tree on first use (bench.data.coco.export_coco)."""
+        out = Path(root) / "coco"
+        paths = coco_paths(out, split)
+        if not paths["panoptic_json"].exists():
+            export_coco(root, out, split)
+        return CocoSplit(paths["instances_json"], paths["panoptic_json"], paths["panoptic_dir"], Path(root) / "leftImg8bit" / split)
+
+
+register_dataset(Synthetic())

@@ -8,6 +8,7 @@ from pathlib import Path
 from alignbench.bench.data.coco import load_json
 from alignbench.bench.errors import UserError
 from alignbench.metrics.coco import BACKENDS, CocoResult, InvalidCocoError, backend_available, evaluate_coco
+from alignbench.reports.console import percent, text_table
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ def evaluate_coco_files(
 
 def coco_table(result: CocoResult) -> str:
     """AP, AP50, AP75, APs, APm, APl in percent with one decimal."""
-    from alignbench.reports.console import percent, text_table
-
     metrics = result.metrics
     table = text_table([result.iou_type, *metrics], [[result.backend, *(percent(v) for v in metrics.values())]])
     return f"{table}\n\nimages: {result.n_images}, detections: {result.n_detections}"

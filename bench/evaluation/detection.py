@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from alignbench.bench import distributed
 from alignbench.bench.data.coco import CategoryTable, CocoDetectionDataset, CocoPanopticDataset, PanopticSample
 from alignbench.bench.data.images import image_to_tensor
 from alignbench.metrics.coco import CocoResult, detections_to_coco
@@ -124,6 +125,7 @@ def evaluate_detector(
     bench.evaluation.loop), COCOeval runs on rank 0 over the detections in dataset order and the scores are
     broadcast to every rank: they equal one process's bit for bit.
     """
+    # here: bench.evaluation.loop imports this module (its evaluators convert outputs with it): an import cycle
     from alignbench.bench.evaluation.loop import CocoEvaluator, detector_predictor, run_inference
 
     (evaluator,) = run_inference(model, dataset, detector_predictor, [CocoEvaluator(dataset.data, dataset.categories, iou_types)],
@@ -142,7 +144,7 @@ def evaluate_panoptic_model(
     Under torch.distributed each rank predicts its shard (image i on rank i % world) and every rank
     returns the scores of the exact merge of all shards.
     """
-    from alignbench.bench.evaluation.loop import PanopticEvaluator, detector_predictor, run_inference
+    from alignbench.bench.evaluation.loop import PanopticEvaluator, detector_predictor, run_inference  # here: the cycle above
 
     (evaluator,) = run_inference(model, dataset, detector_predictor, [PanopticEvaluator(dataset)], str(device), progress, "panoptic eval")
     return evaluator.compute()
@@ -150,8 +152,6 @@ def evaluate_panoptic_model(
 
 def compute_on_main(evaluator):
     """`evaluator.compute()` on rank 0 only, its result broadcast to every rank (alone: just compute)."""
-    from alignbench.bench import distributed
-
     result = evaluator.compute() if distributed.is_main() else None
     if distributed.is_main() and isinstance(result, dict):
         log.info("%d detections", sum(len(entries) for entries in getattr(evaluator, "per_image", {}).values()))

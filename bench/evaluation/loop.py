@@ -4,8 +4,8 @@ An evaluator follows torchmetrics' shape: `reset()`, `update(sample, output, ind
 to fold in another process's state exactly, `compute()` for the result. The evaluators here adapt the metric
 accumulators of `alignbench.metrics` (which keep their own update signatures) to model outputs:
 
-- `SemanticEvaluator`: train-id predictions into metrics.semantic.SemanticAccumulator (Cityscapes scores and
-  boundary bands);
+- `SemanticEvaluator`: train-id predictions into metrics.semantic.SemanticAccumulator (the dataset's label
+  table: Cityscapes' scores on its classes, and boundary bands);
 - `CocoEvaluator`: detections into COCO results, scored by metrics.coco.evaluate_coco (box / mask AP);
 - `PanopticEvaluator`: Panoptic FPN outputs into metrics.panoptic.PanopticAccumulator (PQ / SQ / RQ).
 
@@ -22,12 +22,18 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
-from alignbench.bench.data.cityscapes import CityscapesFrame, read_frame
+from alignbench.bench import distributed
+from alignbench.bench.data.catalog import SemanticFrame, SemanticSplit
 from alignbench.bench.data.images import image_to_tensor
+from alignbench.bench.evaluation.detection import coco_detections, panoptic_prediction
 from alignbench.metrics.boundary import DEFAULT_BANDS
+from alignbench.metrics.coco import evaluate_coco
+from alignbench.metrics.labels import CITYSCAPES, LabelSpec
+from alignbench.metrics.panoptic import PanopticAccumulator
 from alignbench.metrics.semantic import SemanticAccumulator
-from alignbench.metrics.statistics import semantic_class_counts
+from alignbench.metrics.statistics import matches_to_arrays, semantic_class_counts
 
 # The key under which a task's `evaluate` returns the per-image statistics (arrays, not metrics): what the
 # report needs to recompute a score on a bootstrap resample of the images (alignbench.metrics.statistics).
@@ -36,36 +42,36 @@ STATISTICS_KEY = "per_image_statistics"
 
 class Evaluator(Protocol):
     """What `run_inference` feeds: reset / update / merge / compute."""
-
     def reset(self) -> None: ...
-
     def update(self, sample: Any, output: Any, index: int) -> None: ...
-
     def merge(self, other: Evaluator) -> None: ...
-
     def compute(self) -> Any: ...
 
 
 class SemanticEvaluator:
-    """Cityscapes semantic scores and boundary-band mIoU of train-id predictions (HxW tensors) against a
-    CityscapesSample's label ids and instance ids.
+    """Semantic scores and boundary-band mIoU of train-id predictions (HxW tensors) against a SemanticSample's
+    label ids (and instance ids, where the dataset has them), over the dataset's label table `labels`; the band
+    widths are stated at `band_reference_size` (the dataset's native size) and scaled to each map's size.
 
     Per image it also keeps each evaluated class's (TP, FP, FN) on the full image and in each boundary band
     (`statistics()`), taken from the accumulator's confusion matrices before and after the image, so that
     they add up exactly to the dataset-level state (metrics.statistics.semantic_class_counts)."""
 
-    def __init__(self, bands: Sequence[int] = DEFAULT_BANDS) -> None:
-        self.bands = tuple(bands)
+    def __init__(self, labels: LabelSpec = CITYSCAPES, bands: Sequence[int] = DEFAULT_BANDS,
+                 band_reference_size: tuple[int, int] | None = None) -> None:
+        self.labels, self.bands, self.band_reference_size = labels, tuple(bands), band_reference_size
         self.reset()
 
     def reset(self) -> None:
-        self.accumulator = SemanticAccumulator(bands=self.bands, pred_ids="train")
+        self.accumulator = SemanticAccumulator(self.labels, bands=self.bands, pred_ids="train",
+                                               band_reference_size=self.band_reference_size)
         self.per_image: dict[int, np.ndarray] = {}  # index -> (1 + bands, classes, 3) int64
 
     def update(self, sample, output: torch.Tensor, index: int) -> None:
         device = output.device
         before = self.accumulator.confusion.copy(), self.accumulator.band_confusion.copy()
-        self.accumulator.update(output, torch.from_numpy(sample.label_ids).to(device), torch.from_numpy(sample.instance_ids).to(device))
+        instances = None if sample.instance_ids is None else torch.from_numpy(sample.instance_ids).to(device)
+        self.accumulator.update(output, torch.from_numpy(sample.label_ids).to(device), instances)
         confusion = np.concatenate([(self.accumulator.confusion - before[0])[None], self.accumulator.band_confusion - before[1]])
         self.per_image[index] = semantic_class_counts(confusion, self.accumulator.spec.evaluated)
 
@@ -105,8 +111,6 @@ class CocoEvaluator:
         self.per_image: dict[int, list[dict[str, Any]]] = {}
 
     def update(self, sample, output: Mapping[str, Any], index: int) -> None:
-        from alignbench.bench.evaluation.detection import coco_detections
-
         self.per_image[index] = coco_detections([output], [sample.image_id], self.categories, with_masks="segm" in self.iou_types)
 
     def merge(self, other: CocoEvaluator) -> None:
@@ -117,8 +121,6 @@ class CocoEvaluator:
 
     def compute(self) -> dict:
         """COCO results by iou type, each with COCOeval's per-image matches (`matches`, for `statistics`)."""
-        from alignbench.metrics.coco import evaluate_coco
-
         results = [entry for index in sorted(self.per_image) for entry in self.per_image[index]]
         self.results = {iou_type: evaluate_coco(self.ground_truth, results, iou_type, keep_matches=True) for iou_type in self.iou_types}
         return self.results
@@ -126,8 +128,6 @@ class CocoEvaluator:
     def statistics(self) -> dict[str, np.ndarray]:
         """After `compute`: COCOeval's per-image matches of each iou type (metrics.statistics.matches_to_arrays,
         prefixed "bbox_" / "segm_"), from which AP is recomputed on any resample of the images."""
-        from alignbench.metrics.statistics import matches_to_arrays
-
         arrays: dict[str, np.ndarray] = {"index": np.asarray(sorted(self.per_image), np.int64)}
         for iou_type, result in getattr(self, "results", {}).items():  # computed on rank 0 only
             arrays.update(matches_to_arrays(result.matches, f"{iou_type}_"))
@@ -143,14 +143,10 @@ class PanopticEvaluator:
         self.reset()
 
     def reset(self) -> None:
-        from alignbench.metrics.panoptic import PanopticAccumulator
-
         self.accumulator = PanopticAccumulator(self.dataset.categories)
         self.per_image: dict[int, np.ndarray] = {}  # index -> (categories, 4): IoU sum, TP, FP, FN
 
     def update(self, sample, output: Mapping[str, Any], index: int) -> None:
-        from alignbench.bench.evaluation.detection import panoptic_prediction
-
         pred_map, pred_segments = panoptic_prediction(output, self.dataset.things, self.dataset.stuff)
         state = self.accumulator
         before = state.tp.copy(), state.fp.copy(), state.fn.copy(), len(state._matched_iou)
@@ -185,10 +181,9 @@ class PanopticEvaluator:
 
 
 def semantic_predictor(input_size: tuple[int, int] | None = None, max_side: int | None = None) -> Callable:
-    """Predict a CityscapesSample at `input_size` (default: its own size), downscaled further so that its
+    """Predict a SemanticSample at `input_size` (default: its own size), downscaled further so that its
     longer side is at most `max_side`; the logits are upsampled to the ground-truth size and the argmax
     (train ids, uint8) returned on the model's device."""
-
     def predict(model: torch.nn.Module, sample, device: str) -> torch.Tensor:
         image = image_to_tensor(sample.image)[None].to(device)
         height, width = sample.label_ids.shape
@@ -213,19 +208,6 @@ def detector_predictor(model: torch.nn.Module, sample, device: str) -> Mapping[s
     return model.predict([image_to_tensor(sample.image).to(device)])[0]
 
 
-class FrameDataset:
-    """Cityscapes frames as a dataset of CityscapesSamples (images included)."""
-
-    def __init__(self, frames: Sequence[CityscapesFrame]) -> None:
-        self.frames = list(frames)
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __getitem__(self, index: int):
-        return read_frame(self.frames[index])
-
-
 @torch.inference_mode()
 def run_inference(
     model: torch.nn.Module,
@@ -239,10 +221,6 @@ def run_inference(
     """Predict every image of this rank's shard once and feed each evaluator; return the evaluators merged
     over all ranks (on every rank), ready for `compute`. Only the evaluators' state travels between ranks
     (their `__getstate__`); each rank folds the merged state into its own evaluators."""
-    from tqdm import tqdm
-
-    from alignbench.bench import distributed
-
     model.eval().to(device)
     for evaluator in evaluators:
         evaluator.reset()
@@ -261,15 +239,17 @@ def run_inference(
 
 def evaluate_semantic_model(
     model: torch.nn.Module,
-    frames: Sequence[CityscapesFrame],
+    dataset,
+    frames: Sequence[SemanticFrame],
     device: str = "cpu",
     input_size: tuple[int, int] | None = None,
     max_side: int | None = None,
     bands: Sequence[int] = DEFAULT_BANDS,
     progress: bool = False,
 ) -> SemanticAccumulator:
-    """The semantic accumulator of `model` over `frames` (see `semantic_predictor` for the input size),
-    merged over all ranks under torch.distributed."""
-    (evaluator,) = run_inference(model, FrameDataset(frames), semantic_predictor(input_size, max_side), [SemanticEvaluator(bands)],
-                                 device, progress)
+    """The semantic accumulator of `model` over `frames` of `dataset` (a bench.data.catalog.SemanticDataset: its
+    label table and native size; see `semantic_predictor` for the input size), merged over all ranks under
+    torch.distributed."""
+    evaluator = SemanticEvaluator(dataset.labels, bands, dataset.native_size)
+    run_inference(model, SemanticSplit(dataset, frames), semantic_predictor(input_size, max_side), [evaluator], device, progress)
     return evaluator.accumulator

@@ -16,10 +16,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from alignbench.bench import distributed
 from alignbench.bench.data.coco import load_json, read_panoptic_png
 from alignbench.bench.errors import UserError
 from alignbench.bench.evaluation.parallel import accumulate
 from alignbench.metrics.panoptic import InvalidPanopticError, PanopticAccumulator, PanopticCategory, PanopticResult
+from alignbench.reports.console import percent, text_table
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +187,6 @@ def evaluate_panoptic_pairs(
     Under torch.distributed each rank accumulates its shard (pair i on rank i % world, with `workers`
     processes of its own) and every rank returns the exact merge of all shards.
     """
-    from alignbench.bench import distributed
-
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     new_accumulator = partial(PanopticAccumulator, tuple(categories))
@@ -210,8 +210,6 @@ def evaluate_panoptic_files(
 
 def panoptic_table(result: PanopticResult) -> str:
     """Per-class PQ / SQ / RQ and the All / Things / Stuff means, in percent with one decimal."""
-    from alignbench.reports.console import percent, text_table
-
     rows = []
     for category in result.categories:
         scores = result.per_class[category.id]

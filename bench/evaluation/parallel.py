@@ -6,9 +6,12 @@ accumulator one by one here, or in small chunks by `workers` processes whose acc
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
+
+import cv2
 
 
 def _accumulate_chunk(new_accumulator: Callable[[], Any], add: Callable[[Any, Any], None], chunk: Sequence) -> Any:
@@ -70,7 +73,7 @@ def _progress_bar(total: int, progress: bool):
     """A tqdm bar, imported only when shown (importing tqdm is a tenth of the command's start-up)."""
     if not progress:
         return _NoBar()
-    from tqdm import tqdm
+    from tqdm import tqdm  # here: only when a bar is shown (importing tqdm is a tenth of `eval`'s start-up)
 
     return tqdm(total=total, desc="evaluating", unit="img")
 
@@ -86,8 +89,6 @@ def keep_freed_memory_for_reuse() -> bool:
     (glibc raises its threshold as it sees blocks freed); a command that reads each image once does not have
     the time. No library sets this, hence ctypes. A no-op (False) where the C library is not glibc.
     """
-    import ctypes
-
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
@@ -99,14 +100,12 @@ def keep_freed_memory_for_reuse() -> bool:
 
 def _init_worker() -> None:
     """One OpenCV thread per worker process: the processes already use the cores."""
-    import cv2
-
     cv2.setNumThreads(1)
 
 
 def _process_context():
     """fork where available (no re-import cost per worker); spawn elsewhere."""
-    import multiprocessing
+    import multiprocessing  # here: as ProcessPoolExecutor, only a run with workers needs it (5 ms of start-up)
 
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")

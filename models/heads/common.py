@@ -6,17 +6,20 @@ import torch
 import torch.nn.functional as F
 
 
-def upsampled_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+def upsampled_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = 255, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy of `logits` resized bilinearly (align_corners=False) to the targets' size.
 
     This is detectron2's SemSegFPNHead.losses (interpolate by the common stride, mean over non-ignored
-    pixels). When every pixel is ignored the loss is 0 (connected to the graph) instead of NaN.
+    pixels). `weight`: one weight per class (torch's `cross_entropy` weight: the mean is then weighted too).
+    When every pixel is ignored the loss is 0 (connected to the graph) instead of NaN.
     """
     if logits.shape[-2:] != targets.shape[-2:]:
         logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
     if not bool((targets != ignore_index).any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits, targets, ignore_index=ignore_index)
+    return F.cross_entropy(logits, targets, weight=None if weight is None else weight.to(logits.dtype), ignore_index=ignore_index)
 
 
 def ohem_cross_entropy(

@@ -33,8 +33,14 @@ class SemanticFPNHead(nn.Module):
         in_features: Sequence[str] = ("p2", "p3", "p4", "p5"),
         ignore_index: int = 255,
         loss_weight: float = 1.0,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(f"class_weights: expected {num_classes} weights, one per class, got {len(class_weights)}")
+        # not a parameter or a persistent buffer: a training choice, not part of the model's weights
+        self.register_buffer("class_weights", None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32),
+                             persistent=False)
         self.in_features = tuple(in_features)
         self.common_stride = common_stride
         self.ignore_index = ignore_index
@@ -64,4 +70,5 @@ class SemanticFPNHead(nn.Module):
         return self.predictor(summed)
 
     def losses(self, features: Mapping[str, torch.Tensor], targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"loss_sem_seg": self.loss_weight * upsampled_cross_entropy(self(features), targets, self.ignore_index)}
+        loss = upsampled_cross_entropy(self(features), targets, self.ignore_index, self.class_weights)
+        return {"loss_sem_seg": self.loss_weight * loss}
