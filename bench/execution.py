@@ -57,11 +57,13 @@ class RunSummary:
     waited: int = 0  # entries whose training key another process held when this one came to them
     by_others: int = 0  # entries found stored by another process once this one held their lease
 
-    def add(self, other: dict) -> None:
-        """Fold in what a worker process or a cluster job ran (its RunSummary as a dict)."""
+    def add(self, other: dict, siblings: bool = False) -> None:
+        """Fold in what a cluster job or (`siblings`) a worker process of this run ran (its RunSummary as a dict). A
+        worker finds the groups its siblings ran already stored: those are not another run-all's."""
         self.ran += other["ran"]
-        self.by_others += other.get("by_others", 0)
         self.failed.extend(other["failed"])
+        if not siblings:
+            self.by_others += other.get("by_others", 0)
 
 
 def training_groups(entries: list[Entry]) -> dict[str, list[Entry]]:
@@ -205,7 +207,7 @@ def run_in_workers(workers: int, request: RunRequest, results: Path, device: str
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         jobs = [pool.submit(_worker, request, results, device, threads) for _ in range(workers)]
         for job in jobs:
-            summary.add(job.result())  # a worker's error (other than a model's, which it records) ends the run
+            summary.add(job.result(), siblings=True)  # a worker's error (other than a model's, which it records) ends the run
 
 
 def _worker(request: RunRequest, results: Path, device: str | None, threads: int) -> dict:

@@ -5,9 +5,9 @@ GPU-minutes version (a few thousand iterations), `smoke` a CPU-minutes version (
 on tiny crops) that exercises the whole pipeline but measures nothing about accuracy. The learning rate
 follows the linear scaling rule when a budget changes the batch size.
 
-The `miniature` recipe and budget are not a paper's: they are the laptop protocol of the default
-`alignbench run-all` (docs/miniature_protocol.md), ResNet-18 pyramids trained from scratch on small
-synthetic scenes, tuned for learnability and low seed-to-seed variance on the FPN baseline only.
+The `miniature` recipes (`miniature` on the synthetic scenes, `miniature_camvid` on CamVid) and budget are not a
+paper's: they are the laptop protocol of the default `alignbench run-all` (docs/miniature_protocol.md), ResNet-18
+pyramids trained from scratch, tuned for learnability and low seed-to-seed variance on the FPN baseline only.
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ BUDGETS: dict[str, Budget] = {
     "miniature": Budget(
         "miniature", iterations=None, batch_size=None, max_crop=None, eval_max_images=None,
         eval_max_side=None, timing_iterations=10, keep_weights=True,
-        note="the miniature protocol's own recipe as stated: CPU minutes per model, synthetic scenes",
+        note="the miniature protocol's own recipe as stated: CPU minutes per model",
     ),
     "short": Budget(
         "short", iterations=2000, batch_size=8, max_crop=(512, 1024), eval_max_images=None,

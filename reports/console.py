@@ -9,9 +9,9 @@ BOUNDARY_FOOTNOTE = (
     "Boundary band n px: evaluated pixels within Euclidean distance n of a ground-truth boundary pixel "
     "(an evaluated pixel with an 8-neighbour of another evaluated label; ignore regions and the image "
     "border create none); mIoU over one dataset-level confusion matrix of band pixels. n is stated at the "
-    "dataset's native size (Cityscapes and the synthetic scenes: 1024x2048) and scaled with the evaluated maps "
-    "(ratio of the diagonals, rounded up, at least 1 px); the widths used and each band's share of the evaluated "
-    "pixels are printed beside the scores."
+    "dataset's native size (Cityscapes and the synthetic scenes: 1024x2048; CamVid: 360x480; none where image sizes "
+    "vary) and scaled with the evaluated maps (ratio of the diagonals, rounded up, at least 1 px); the widths used "
+    "and each band's share of the evaluated pixels are printed beside the scores."
 )
 # A band that holds this share of the evaluated pixels or more measures the image more than its boundaries.
 WIDE_BAND_SHARE = 0.5

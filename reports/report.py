@@ -401,7 +401,7 @@ def class_iou_table(suite, paper, results: SuiteResults) -> Table | None:
             cells.append(Cell(f"{100 * statistics.fmean(values):.1f}" if values else "-"))
         rows.append(cells)
     return Table(title=f"{suite.title}: per-class IoU (%)", header=["method", *classes], rows=rows,
-                 footnotes=["Class IoU on the evaluation images (cityscapesscripts' definition), mean over seeds."])
+                 footnotes=["Class IoU on the evaluation images (cityscapesscripts' definition, on the dataset's classes), mean over seeds."])
 
 
 def device_kind(devices: Sequence[str]) -> str:

@@ -450,3 +450,29 @@ def test_training_on_a_camvid_tree_scores_its_eleven_classes(tmp_path):
     missing = run_cli("train", "semantic_fpn_fpn_r18", "--data", f"camvid={tmp_path / 'camvid'}", "--eval-split", "test",
                       "--budget", "smoke", "--out", tmp_path / "train2")
     assert missing.returncode == 2 and "testannot: camvid split 'test' not found" in missing.stderr
+
+
+def test_run_all_on_a_camvid_tree_in_two_workers_stores_both_seeds_as_its_own(tmp_path):
+    write_camvid(tmp_path / "camvid", size=(48, 64))
+    suite = tmp_path / "tiny_camvid.yaml"
+    suite.write_text("""\
+suite: tiny_camvid
+task: semantic
+recipe: miniature
+metrics: [mIoU, band_3]
+baseline: fpn
+seeds: [0, 1]
+per_data:
+  camvid: {recipe: miniature_camvid, input_size: [32, 64]}
+rows:
+  - {row: fpn, model: semantic_fpn_fpn_r18, options: {neck_channels: 32, head_channels: 32}}
+""")
+    results = tmp_path / "out" / "results.sqlite"
+    run = run_cli("run-all", "--suite", suite, "--data", f"camvid={tmp_path / 'camvid'}", "--budget", "smoke", "--set", "iterations=2",
+                  "--workers", "2", "--results", results, "--no-report")
+    assert run.returncode == 0, run.stderr
+    assert "2 entries, 0 already complete, 2 run, 0 failed" in run.stdout
+    assert "run by it" not in run.stdout  # the workers are this run's own, not another run-all on the store
+    resolved = json.loads((results.parent / "resolved_config.json").read_text())
+    assert resolved["eval_split"] == "val" and resolved["suites"]["tiny_camvid"]["recipe"] == "miniature_camvid"
+    assert resolved["suites"]["tiny_camvid"]["rows"]["fpn"]["train"]["class_weighting"] == "sqrt_median_frequency"
