@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from alignbench.bench.data.catalog import SemanticDataset, SemanticFrame, paired_frames, reduce_zero_label_lut, register_dataset
-from alignbench.bench.errors import UserError
 from alignbench.metrics.labels import class_table
 
 CLASSES = (
@@ -64,10 +63,7 @@ class ADE20K(SemanticDataset):
         label_dir = base / "annotations" / folder
         if not label_dir.is_dir():
             raise self.missing_split(root, split, label_dir)
-        frames = paired_frames(base / "images" / folder, label_dir, ".jpg", ".png", None, require_images)
-        if not frames:
-            raise UserError(f"{label_dir}: no label maps (*.png) found")
-        return frames
+        return paired_frames(base / "images" / folder, label_dir, ".jpg", ".png", None, require_images)
 
     def ground_truth_files(self, root: Path):
         base = self.base(Path(root))

@@ -220,7 +220,7 @@ def paired_frames(image_dir: Path, label_dir: Path, image_suffix: str, label_suf
                   names: Iterable[str] | None = None, require_images: bool = True) -> list[SemanticFrame]:
     """Frames of every label file `<name><label_suffix>` in `label_dir` (or of the given `names`), each with its
     image `<name><image_suffix>` in `image_dir`; a missing file is an error naming it (an image only with
-    `require_images`)."""
+    `require_images`), and so is a split without any frame."""
     if names is None:
         names = sorted(path.name[: -len(label_suffix)] for path in label_dir.glob(f"*{label_suffix}"))
     frames = []
@@ -232,6 +232,8 @@ def paired_frames(image_dir: Path, label_dir: Path, image_suffix: str, label_suf
         if require_images and not image.is_file():
             raise UserError(f"{image}: missing image for {label.name}")
         frames.append(SemanticFrame(name, image, label))
+    if not frames:
+        raise UserError(f"{label_dir}: no label maps (*{label_suffix}) found")
     return frames
 
 

@@ -122,12 +122,8 @@ class CocoStuff164k(CocoStuff):
         if not label_dir.is_dir():
             raise self.missing_split(root, split, label_dir)
         if next(label_dir.glob(f"*{TRAIN_IDS_SUFFIX}"), None) is not None:  # mmsegmentation's converted maps
-            frames = paired_frames(image_dir, label_dir, ".jpg", TRAIN_IDS_SUFFIX, None, require_images)
-        else:
-            frames = paired_frames(image_dir, label_dir, ".jpg", ".png", None, require_images)
-        if not frames:
-            raise UserError(f"{label_dir}: no label maps (*.png) found")
-        return frames
+            return paired_frames(image_dir, label_dir, ".jpg", TRAIN_IDS_SUFFIX, None, require_images)
+        return paired_frames(image_dir, label_dir, ".jpg", ".png", None, require_images)
 
     def ground_truth_files(self, root: Path):
         root = Path(root)
@@ -150,18 +146,14 @@ class CocoStuff10k(CocoStuff):
         folder = self.SPLIT_FOLDERS[split]
         converted = root / "annotations" / folder
         if converted.is_dir():
-            frames = paired_frames(root / "images" / folder, converted, ".jpg", TRAIN_IDS_SUFFIX, None, require_images)
-            if not frames:
-                raise UserError(f"{converted}: no label maps (*{TRAIN_IDS_SUFFIX}) found")
-            return frames
+            return paired_frames(root / "images" / folder, converted, ".jpg", TRAIN_IDS_SUFFIX, None, require_images)
         listing = root / "imageLists" / f"{split}.txt"
         if not listing.is_file():
             raise self.missing_split(root, split, listing)
         names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
         if not names:
             raise UserError(f"{listing}: lists no images")
-        frames = paired_frames(root / "images", root / "annotations", ".jpg", ".mat", sorted(names), require_images)
-        return frames
+        return paired_frames(root / "images", root / "annotations", ".jpg", ".mat", sorted(names), require_images)
 
     def ground_truth_files(self, root: Path):
         root = Path(root)
