@@ -55,10 +55,7 @@ class ADE20K(SemanticDataset):
         """The ADEChallengeData2016 folder: `root` itself or its child of that name."""
         return root / FOLDER if (root / FOLDER).is_dir() else root
 
-    def frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
-        root = self.check_root(root)
-        if split not in self.splits:
-            raise self.unknown_split(split)
+    def split_frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
         base, folder = self.base(root), SPLIT_FOLDERS[split]
         label_dir = base / "annotations" / folder
         if not label_dir.is_dir():

@@ -38,10 +38,7 @@ class CamVid(SemanticDataset):
     labels = class_table(CLASSES, PALETTE, ignored_name="void")
     label_lut = identity_lut(len(CLASSES), ignored=(VOID,))
 
-    def frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
-        root = self.check_root(root)
-        if split not in self.splits:
-            raise self.unknown_split(split)
+    def split_frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
         image_dir, label_dir = root / split, root / f"{split}annot"
         if not label_dir.is_dir():
             raise self.missing_split(root, split, label_dir)

@@ -6,7 +6,7 @@ reader of each, how its stored labels map to the table's ids, its native image s
 bands' widths are stated) and a fingerprint of its ground truth (results and checkpoints keyed by it are
 never reused for other data). Models, metrics, reports and notebooks take their classes from it.
 
-Semantic datasets subclass `SemanticDataset` and implement `frames(root, split)`; one file per dataset
+Semantic datasets subclass `SemanticDataset` and implement `split_frames(root, split, require_images)`; one file per dataset
 (bench/data/<name>.py) defines it and registers an instance with `register_dataset`: the catalog imports every
 module of this package, so adding a dataset is that one file (and its test). A plugin does the same
 from outside the package, or describes a folder dataset in one YAML file (bench/data/folder.py).
@@ -105,7 +105,7 @@ class Dataset:
 
 
 class SemanticDataset(Dataset):
-    """A semantic segmentation dataset: `frames(root, split)` lists a split's files; `read_label` decodes a label
+    """A semantic segmentation dataset: `frames(root, split)` lists a split's files (its reader: `split_frames`); `read_label` decodes a label
     file into the ids of `labels` (by default a PNG through `label_lut`, the table from stored values to ids)."""
 
     tasks = ("semantic",)
@@ -115,8 +115,17 @@ class SemanticDataset(Dataset):
     _probing_splits = False  # set while `missing_split` looks for the splits that are there
 
     def frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
-        """The annotated frames of a split, sorted by name; a split that is not on disk is one error naming its
-        folder (`missing_split`). Without `require_images` the images need not exist (scoring prediction files)."""
+        """The annotated frames of a split: a root that is not a folder, or a split the dataset does not define, is
+        one error; then the dataset's reader (`split_frames`). Without `require_images` the images need not exist
+        (scoring prediction files)."""
+        root = self.check_root(root)
+        if split not in self.splits:
+            raise self.unknown_split(split)
+        return self.split_frames(root, split, require_images)
+
+    def split_frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
+        """The reader of a dataset: the frames of `split` (one of `splits`) under `root` (a folder), in a stable order;
+        a split that is not on disk is one error naming its folder (`missing_split`)."""
         raise NotImplementedError
 
     def read_label(self, frame: SemanticFrame) -> np.ndarray:

@@ -80,6 +80,8 @@ class Cityscapes(SemanticDataset):
     prediction_pattern = "{name}*.png"
 
     def frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
+        # the whole of `frames`: find_frames checks the root and the split's folder itself (also for the synthetic
+        # scenes' trees, whose splits are whatever was generated)
         return find_frames(root, split, require_images)
 
     def read_label(self, frame: SemanticFrame) -> np.ndarray:

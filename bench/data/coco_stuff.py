@@ -113,10 +113,7 @@ class CocoStuff164k(CocoStuff):
     train_ids_lut = identity_lut(NUM_CLASSES)
     SPLIT_FOLDERS = {"train": "train2017", "val": "val2017"}
 
-    def frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
-        root = self.check_root(root)
-        if split not in self.splits:
-            raise self.unknown_split(split)
+    def split_frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
         folder = self.SPLIT_FOLDERS[split]
         image_dir, label_dir = root / "images" / folder, root / "annotations" / folder
         if not label_dir.is_dir():
@@ -139,10 +136,7 @@ class CocoStuff10k(CocoStuff):
     train_ids_lut = reduce_zero_label_lut(NUM_CLASSES)
     SPLIT_FOLDERS = {"train": "train2014", "test": "test2014"}  # mmsegmentation's converted layout
 
-    def frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
-        root = self.check_root(root)
-        if split not in self.splits:
-            raise self.unknown_split(split)
+    def split_frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
         folder = self.SPLIT_FOLDERS[split]
         converted = root / "annotations" / folder
         if converted.is_dir():

@@ -67,10 +67,7 @@ class FolderDataset(SemanticDataset):
         self.layout = first
         self.citation = str(source) if source else "a folder dataset"
 
-    def frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
-        root = self.check_root(root)
-        if split not in self.split_patterns:
-            raise self.unknown_split(split)
+    def split_frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
         images_glob, labels_pattern = self.split_patterns[split]
         images = sorted(path for path in root.glob(images_glob) if path.is_file())
         if not images:

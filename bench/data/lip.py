@@ -49,10 +49,7 @@ class LIP(SemanticDataset):
         return (pick(root / IMAGES / f"{split}_images", root / f"{split}_images"),
                 pick(root / ANNOTATIONS / f"{split}_segmentations", root / f"{split}_segmentations"))
 
-    def frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
-        root = self.check_root(root)
-        if split not in self.splits:
-            raise self.unknown_split(split)
+    def split_frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
         image_dir, label_dir = self.folders(root, split)
         if not label_dir.is_dir():
             raise self.missing_split(root, split, label_dir)

@@ -83,10 +83,7 @@ class PascalContext(SemanticDataset):
     labels = class_table(CLASSES_59, ignored_name="background")
     label_lut = reduce_zero_label_lut(len(CLASSES_59))
 
-    def frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
-        root = self.check_root(root)
-        if split not in self.splits:
-            raise self.unknown_split(split)
+    def split_frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
         year = find_year_folder(root, YEAR)
         label_dir = year / "SegmentationClassContext"
         if label_dir.is_dir():

@@ -105,10 +105,7 @@ class VOC2012(SemanticDataset):
     labels = class_table(CLASSES, default_palette(len(CLASSES)), ignored_name="void")
     label_lut = identity_lut(len(CLASSES))
 
-    def frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
-        root = self.check_root(root)
-        if split not in self.splits:
-            raise self.unknown_split(split)
+    def split_frames(self, root: Path, split: str, require_images: bool = True) -> list[SemanticFrame]:
         year = find_year_folder(root, YEAR)
         if split == "train_aug":
             return self.train_aug_frames(root, year, require_images)
